@@ -1,0 +1,470 @@
+//! The `videovector` command line: argument parsing and printing only; the work is in the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use videovector::{
+    ingest, AudioSegmentation, Engine, IngestOptions, IngestResult, PageRequest, Progress,
+    SegmentKind, SegmentQuery, Status, VideoSegmentation,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "videovector",
+    version,
+    about = "Local-first, embedded video search: ingest, segment and search media"
+)]
+struct Cli {
+    /// Data folder (catalog, thumbnails, previews); created if missing.
+    #[arg(
+        long,
+        global = true,
+        env = "VIDEOVECTOR_DATA_DIR",
+        default_value = "data"
+    )]
+    data_dir: PathBuf,
+    /// Print JSON (field names as in the API) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, list, show and delete indexes.
+    #[command(subcommand)]
+    Index(IndexCommand),
+    /// Ingest media files or folders: probe, segment, keyframes, thumbnails.
+    Ingest(IngestArgs),
+    /// Finish media that an interrupted ingest left unfinished.
+    Resume,
+    /// List the segments of a media item.
+    Segments(SegmentsArgs),
+    /// List, show, check and delete media.
+    #[command(subcommand)]
+    Media(MediaCommand),
+    /// Detect shot boundaries in a file without ingesting it.
+    Shots {
+        path: PathBuf,
+        /// Also print the per-frame measurements.
+        #[arg(long)]
+        stats: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    Create {
+        name: String,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    List,
+    Get {
+        index: String,
+    },
+    Delete {
+        index: String,
+    },
+}
+
+#[derive(Args)]
+struct IngestArgs {
+    /// Files or folders (walked recursively, in name order).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Index id or name (see `index create`); without it, media goes to the playground.
+    #[arg(long)]
+    index: Option<String>,
+    /// Video segmentation: smart (default), fixed or content_aware.
+    #[arg(long, default_value = "smart", value_parser = parse_video_seg)]
+    segmentation: VideoSegmentation,
+    /// Seconds per segment; required with --segmentation fixed.
+    #[arg(long)]
+    segment_duration: Option<f64>,
+    /// Audio segmentation: content_aware (default) or fixed.
+    #[arg(long, default_value = "content_aware", value_parser = parse_audio_seg)]
+    audio_segmentation: AudioSegmentation,
+    /// Seconds per audio segment; required with --audio-segmentation fixed.
+    #[arg(long)]
+    audio_segment_duration: Option<f64>,
+    /// Title to store (single file only); default: the file name.
+    #[arg(long)]
+    title: Option<String>,
+    /// Makes a retried ingest of one file return the first result.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+}
+
+#[derive(Args)]
+struct SegmentsArgs {
+    video_id: String,
+    /// video or audio; default: the media's primary kind.
+    #[arg(long, value_parser = parse_kind)]
+    kind: Option<SegmentKind>,
+    /// Page size (1-1000); without it every segment is printed.
+    #[arg(long)]
+    limit: Option<u32>,
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum MediaCommand {
+    List {
+        /// Only media of this index (id or name).
+        #[arg(long)]
+        index: Option<String>,
+        /// Only media that belongs to no index.
+        #[arg(long, conflicts_with = "index")]
+        playground: bool,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    Get {
+        video_id: String,
+    },
+    /// Status snapshots of one or more media items.
+    Status {
+        #[arg(required = true)]
+        video_ids: Vec<String>,
+    },
+    Delete {
+        video_id: String,
+    },
+}
+
+fn parse_video_seg(s: &str) -> Result<VideoSegmentation, String> {
+    s.parse().map_err(|e: videovector::Error| e.to_string())
+}
+
+fn parse_audio_seg(s: &str) -> Result<AudioSegmentation, String> {
+    s.parse().map_err(|e: videovector::Error| e.to_string())
+}
+
+fn parse_kind(s: &str) -> Result<SegmentKind, String> {
+    match s {
+        "video" => Ok(SegmentKind::Video),
+        "audio" => Ok(SegmentKind::Audio),
+        _ => Err(format!("{s:?} is not one of video, audio")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print<T: Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Shots { path, stats } = &cli.command {
+        return shots(path, *stats, cli.json);
+    }
+    let engine = Engine::open(&cli.data_dir)
+        .with_context(|| format!("cannot open data folder {}", cli.data_dir.display()))?;
+    let json = cli.json;
+    match cli.command {
+        Command::Index(cmd) => match cmd {
+            IndexCommand::Create {
+                name,
+                idempotency_key,
+            } => {
+                let index = engine.indexes().create(&name, idempotency_key.as_deref())?;
+                if json {
+                    print(&index)?;
+                } else {
+                    println!("{}\t{}", index.index_id, index.name);
+                }
+            }
+            IndexCommand::List => {
+                let indexes = engine.indexes().list()?;
+                if json {
+                    print(&serde_json::json!({ "data": indexes }))?;
+                } else {
+                    for i in indexes {
+                        println!(
+                            "{}\t{}\t{} media\t{}",
+                            i.index_id, i.name, i.video_count, i.created_at
+                        );
+                    }
+                }
+            }
+            IndexCommand::Get { index } => {
+                let i = engine.indexes().retrieve(&index)?;
+                if json {
+                    print(&i)?;
+                } else {
+                    println!(
+                        "{}\t{}\t{} media\t{}",
+                        i.index_id, i.name, i.video_count, i.created_at
+                    );
+                }
+            }
+            IndexCommand::Delete { index } => {
+                engine.indexes().delete(&index)?;
+                if json {
+                    print(&serde_json::json!({ "deleted": index }))?;
+                }
+            }
+        },
+        Command::Ingest(args) => return ingest_cmd(&engine, args, json),
+        Command::Resume => {
+            let bar = progress_bar();
+            let results = engine
+                .media()
+                .resume(&IngestOptions::default(), &mut |p, prog| {
+                    show_progress(&bar, p, prog)
+                })?;
+            bar.finish_and_clear();
+            return report(&results, json);
+        }
+        Command::Segments(args) => {
+            let mut query = SegmentQuery {
+                kind: args.kind,
+                page: PageRequest {
+                    limit: args.limit.or(Some(1000)),
+                    cursor: args.cursor,
+                },
+            };
+            loop {
+                let page = engine.media().list_segments(&args.video_id, &query)?;
+                if json && args.limit.is_some() {
+                    print(&page)?;
+                    break;
+                }
+                for s in &page.data {
+                    if json {
+                        print(s)?;
+                    } else {
+                        println!(
+                            "{}\t{:>9.3}\t{:>9.3}\t{}",
+                            s.segment_id,
+                            s.start,
+                            s.end,
+                            s.thumbnail_path.as_deref().unwrap_or("-")
+                        );
+                    }
+                }
+                match (page.next_cursor, args.limit) {
+                    (Some(c), None) => query.page.cursor = Some(c),
+                    (c, _) => {
+                        if let (Some(c), false) = (c, json) {
+                            println!("next_cursor\t{c}");
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        Command::Media(cmd) => match cmd {
+            MediaCommand::List {
+                index,
+                playground,
+                limit,
+                cursor,
+            } => {
+                let page = PageRequest { limit, cursor };
+                let page = match (index, playground) {
+                    (Some(i), _) => engine.indexes().list_videos(&i, &page)?,
+                    (None, true) => engine.media().list_playground(&page)?,
+                    (None, false) => engine.media().list(&page)?,
+                };
+                if json {
+                    print(&page)?;
+                } else {
+                    for m in &page.data {
+                        let kind = m.media_type.map_or("-", |t| t.as_str());
+                        println!(
+                            "{}\t{}\t{}\t{}\t{}",
+                            m.video_id,
+                            m.status.as_str(),
+                            kind,
+                            m.duration.map_or("-".into(), |d| format!("{d:.3}s")),
+                            m.title
+                        );
+                    }
+                    if let Some(c) = page.next_cursor {
+                        println!("next_cursor\t{c}");
+                    }
+                }
+            }
+            MediaCommand::Get { video_id } => {
+                let m = engine.media().retrieve(&video_id)?;
+                if json {
+                    print(&m)?;
+                } else {
+                    println!("{}", serde_json::to_string_pretty(&m)?);
+                }
+            }
+            MediaCommand::Status { video_ids } => {
+                let batch = engine.media().batch_status(&video_ids)?;
+                if json {
+                    print(&batch)?;
+                } else {
+                    for s in &batch.data {
+                        println!(
+                            "{}\t{}\t{}",
+                            s.video_id,
+                            s.status.as_str(),
+                            s.error.as_deref().unwrap_or("")
+                        );
+                    }
+                    for id in &batch.not_found {
+                        println!("{id}\tnot found");
+                    }
+                }
+                if !batch.not_found.is_empty() {
+                    eprintln!("error: video not found: {}", batch.not_found.join(", "));
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            MediaCommand::Delete { video_id } => {
+                engine.media().delete(&video_id)?;
+                if json {
+                    print(&serde_json::json!({ "deleted": video_id }))?;
+                }
+            }
+        },
+        Command::Shots { .. } => unreachable!("handled before opening the engine"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ingest_cmd(engine: &Engine, args: IngestArgs, json: bool) -> Result<ExitCode> {
+    let mut opts = IngestOptions {
+        index: args.index,
+        title: args.title,
+        idempotency_key: args.idempotency_key,
+        ..Default::default()
+    };
+    opts.segmentation.video_segmentation_type = args.segmentation;
+    opts.segmentation.video_segment_duration = args.segment_duration;
+    opts.segmentation.audio_segmentation_type = args.audio_segmentation;
+    opts.segmentation.audio_segment_duration = args.audio_segment_duration;
+    let bar = progress_bar();
+    let results = engine
+        .media()
+        .ingest_many(&args.paths, &opts, &mut |p, prog| {
+            show_progress(&bar, p, prog)
+        })?;
+    bar.finish_and_clear();
+    report(&results, json)
+}
+
+/// Print one line (or JSON object) per file; failures also go to stderr and make the exit non-zero.
+fn report(results: &[IngestResult], json: bool) -> Result<ExitCode> {
+    let mut failed = 0;
+    for r in results {
+        if json {
+            print(r)?;
+        } else {
+            println!(
+                "{}\t{}\t{}\t{}\t{} segments{}\t{}",
+                r.video_id.as_deref().unwrap_or("-"),
+                r.status.as_str(),
+                r.media_type.map_or("-", |t| t.as_str()),
+                r.duration.map_or("-".into(), |d| format!("{d:.3}s")),
+                r.segments.len(),
+                if r.deduplicated {
+                    " (already ingested)"
+                } else {
+                    ""
+                },
+                r.source_path
+            );
+        }
+        if r.status == Status::Failed {
+            failed += 1;
+            eprintln!("error: {}", r.error.as_deref().unwrap_or("failed"));
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {} files failed", results.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new(1000);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {wide_msg} [{bar:30}] {percent}%")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+fn show_progress(bar: &ProgressBar, path: &Path, progress: Progress) {
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    match progress {
+        Progress::Analysing(f) => {
+            bar.set_message(format!("analysing {name}"));
+            bar.set_position((f * 1000.0) as u64);
+        }
+        Progress::Extracting => bar.set_message(format!("keyframes {name}")),
+    }
+}
+
+/// `videovector shots PATH`: cuts (and optionally per-frame measurements) with the analysis speed.
+fn shots(path: &Path, stats: bool, json: bool) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let analysis = ingest::analyse(path, &Default::default(), &mut |_| {})?;
+    let seconds = started.elapsed().as_secs_f64();
+    let frames = analysis.frames.len();
+    let cuts: Vec<serde_json::Value> = analysis
+        .cuts
+        .iter()
+        .map(|c| serde_json::json!({ "frame": c.frame, "time": c.time_us as f64 / 1e6, "kind": c.kind, "score": c.score }))
+        .collect();
+    if json {
+        let mut out = serde_json::json!({
+            "path": path.display().to_string(),
+            "frames": frames,
+            "duration": analysis.duration_us as f64 / 1e6,
+            "seconds": seconds,
+            "frames_per_second": frames as f64 / seconds.max(1e-9),
+            "cuts": cuts,
+        });
+        if stats {
+            out["stats"] = serde_json::to_value(&analysis.frames)?;
+        }
+        print(&out)?;
+    } else {
+        for c in &analysis.cuts {
+            println!(
+                "{:>8.3}s\tframe {:>6}\t{:?}\t{:.2}",
+                c.time_us as f64 / 1e6,
+                c.frame,
+                c.kind,
+                c.score
+            );
+        }
+        eprintln!(
+            "{} cuts in {frames} frames, {:.0} frames/s",
+            analysis.cuts.len(),
+            frames as f64 / seconds.max(1e-9)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,426 @@
+//! Stream a file's video frames (RGB at a chosen size) and audio (16 kHz mono f32) in one demux pass.
+//!
+//! Nothing here holds more than one decoded frame: callers that need history keep their own.
+
+use std::path::Path;
+
+use ffmpeg_next as ff;
+
+use super::probe::{is_real_video, open_input, rational_to_f64};
+use crate::error::{Error, Result};
+
+/// Sample rate of the PCM handed to [`FrameSink::audio_samples`]: what Whisper and the pause detector expect.
+pub const ANALYSIS_SAMPLE_RATE: u32 = 16_000;
+
+/// Frame duration assumed when a stream declares no frame rate at all (25 fps).
+const FALLBACK_FRAME_US: i64 = 40_000;
+
+/// Corrupt packets tolerated before a file is declared undecodable, as a share of all packets read.
+const MAX_ERROR_SHARE: f64 = 0.5;
+
+/// What to decode and at which size.
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    /// Longer side of delivered video frames in pixels; frames are never upscaled. Default 256.
+    pub max_side: u32,
+    /// Decode the video stream. Default true.
+    pub video: bool,
+    /// Decode the audio stream. Default true.
+    pub audio: bool,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            max_side: 256,
+            video: true,
+            audio: true,
+        }
+    }
+}
+
+/// One decoded video frame, packed RGB24 (`rgb.len() == width * height * 3`).
+#[derive(Debug)]
+pub struct VideoFrame<'a> {
+    /// Position of the frame in decode-output order, from 0.
+    pub index: u64,
+    /// Presentation time in microseconds from the start of the stream; strictly increasing.
+    pub time_us: i64,
+    pub width: u32,
+    pub height: u32,
+    pub rgb: &'a [u8],
+}
+
+/// Whether decoding should go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Receives what [`decode`] produces, in stream order.
+pub trait FrameSink {
+    /// Whether frame `index` should be converted and delivered; frames not wanted skip the scaler.
+    fn wants_frame(&mut self, _index: u64, _time_us: i64) -> bool {
+        true
+    }
+    fn video_frame(&mut self, frame: &VideoFrame<'_>) -> Result<Flow>;
+    fn audio_samples(&mut self, _samples: &[f32]) -> Result<Flow> {
+        Ok(Flow::Continue)
+    }
+}
+
+/// What a decode pass saw.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DecodeSummary {
+    /// Video frames decoded (delivered or not).
+    pub frames: u64,
+    /// Duration of one frame in microseconds, from the stream's frame rate.
+    pub frame_duration_us: i64,
+    /// End of the last video frame in microseconds (its time plus one frame duration), 0 without video.
+    pub video_end_us: i64,
+    /// 16 kHz mono samples delivered.
+    pub audio_samples: u64,
+    /// Packets the decoders rejected.
+    pub decode_errors: u64,
+}
+
+/// Decode `path` once, feeding `sink`. Stops early when the sink returns [`Flow::Stop`].
+pub fn decode(
+    path: &Path,
+    opts: &DecodeOptions,
+    sink: &mut dyn FrameSink,
+) -> Result<DecodeSummary> {
+    super::init();
+    let mut input = open_input(path)?;
+    let mut video = if opts.video {
+        VideoDecoder::open(path, &input, opts.max_side)?
+    } else {
+        None
+    };
+    let mut audio = if opts.audio {
+        AudioDecoder::open(path, &input)?
+    } else {
+        None
+    };
+    if video.is_none() && audio.is_none() {
+        return Err(Error::media(path, "no video or audio stream to decode"));
+    }
+    let mut summary = DecodeSummary::default();
+    let mut packets = 0u64;
+    let mut flow = Flow::Continue;
+    let mut packet = ff::Packet::empty();
+    while flow == Flow::Continue {
+        match packet.read(&mut input) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(ff::Error::InvalidData) => {
+                summary.decode_errors += 1;
+                continue;
+            }
+            Err(e) => {
+                return Err(Error::media(
+                    path,
+                    format!("read error after {packets} packets: {e}"),
+                ))
+            }
+        }
+        packets += 1;
+        let index = packet.stream();
+        if let Some(v) = video.as_mut().filter(|v| v.stream == index) {
+            if v.decoder.send_packet(&packet).is_err() {
+                summary.decode_errors += 1;
+                continue;
+            }
+            flow = v.drain(sink)?;
+        } else if let Some(a) = audio.as_mut().filter(|a| a.stream == index) {
+            if a.decoder.send_packet(&packet).is_err() {
+                summary.decode_errors += 1;
+                continue;
+            }
+            flow = a.drain(path, sink)?;
+        }
+    }
+    if flow == Flow::Continue {
+        if let Some(v) = video.as_mut() {
+            let _ = v.decoder.send_eof();
+            flow = v.drain(sink)?;
+        }
+    }
+    if flow == Flow::Continue {
+        if let Some(a) = audio.as_mut() {
+            let _ = a.decoder.send_eof();
+            a.drain(path, sink)?;
+            a.flush(path, sink)?;
+        }
+    }
+    if packets == 0 || summary.decode_errors as f64 > MAX_ERROR_SHARE * packets.max(1) as f64 {
+        return Err(Error::media(
+            path,
+            format!(
+                "corrupt: {} of {} packets could not be read or decoded",
+                summary.decode_errors, packets
+            ),
+        ));
+    }
+    if let Some(v) = &video {
+        summary.frames = v.next_index;
+        summary.frame_duration_us = v.frame_us;
+        summary.video_end_us = v.last_us.map_or(0, |t| t + v.frame_us);
+        if v.next_index == 0 && flow == Flow::Continue {
+            return Err(Error::media(
+                path,
+                "the video stream has no decodable frames",
+            ));
+        }
+    }
+    if let Some(a) = &audio {
+        summary.audio_samples = a.samples;
+    }
+    Ok(summary)
+}
+
+struct VideoDecoder {
+    stream: usize,
+    decoder: ff::decoder::Video,
+    time_base: ff::Rational,
+    start_pts: i64,
+    frame_us: i64,
+    max_side: u32,
+    scaler: Option<(
+        ff::software::scaling::Context,
+        (u32, u32, ff::format::Pixel),
+    )>,
+    decoded: ff::frame::Video,
+    rgb: ff::frame::Video,
+    packed: Vec<u8>,
+    next_index: u64,
+    last_us: Option<i64>,
+}
+
+impl VideoDecoder {
+    fn open(
+        path: &Path,
+        input: &ff::format::context::Input,
+        max_side: u32,
+    ) -> Result<Option<Self>> {
+        let best = input
+            .streams()
+            .best(ff::media::Type::Video)
+            .filter(is_real_video);
+        let Some(stream) = best.or_else(|| input.streams().find(is_real_video)) else {
+            return Ok(None);
+        };
+        let mut ctx = ff::codec::context::Context::from_parameters(stream.parameters())
+            .map_err(|e| Error::media(path, format!("bad video stream parameters: {e}")))?;
+        ctx.set_threading(ff::codec::threading::Config::count(0));
+        let decoder = ctx
+            .decoder()
+            .video()
+            .map_err(|e| Error::media(path, format!("cannot open video decoder: {e}")))?;
+        let rate =
+            rational_to_f64(stream.avg_frame_rate()).or_else(|| rational_to_f64(stream.rate()));
+        let frame_us = rate
+            .filter(|r| *r > 0.0 && *r < 1000.0)
+            .map_or(FALLBACK_FRAME_US, |r| (1e6 / r).round() as i64);
+        let start = stream.start_time();
+        Ok(Some(VideoDecoder {
+            stream: stream.index(),
+            decoder,
+            time_base: stream.time_base(),
+            start_pts: if start == ff::ffi::AV_NOPTS_VALUE {
+                0
+            } else {
+                start
+            },
+            frame_us,
+            max_side,
+            scaler: None,
+            decoded: ff::frame::Video::empty(),
+            rgb: ff::frame::Video::empty(),
+            packed: Vec::new(),
+            next_index: 0,
+            last_us: None,
+        }))
+    }
+
+    /// Time of the frame just decoded, counted from the first frame (which is at 0, whatever
+    /// timestamp the container gave it: packed B-frames in AVI start at 2 frames).
+    /// Timestamps missing or going backwards (packed B-frames, broken muxers) fall back to the
+    /// previous time plus one frame duration, so times are always strictly increasing.
+    fn frame_time(&mut self) -> i64 {
+        let ts = self.decoded.timestamp().or(self.decoded.pts());
+        if self.last_us.is_none() {
+            if let Some(first) = ts {
+                self.start_pts = first;
+            }
+        }
+        let stamped = ts.map(|ts| {
+            let tb = self.time_base;
+            ((ts - self.start_pts) as i128 * 1_000_000 * tb.numerator() as i128
+                / tb.denominator().max(1) as i128) as i64
+        });
+        match (stamped, self.last_us) {
+            (Some(t), None) => t.max(0),
+            (Some(t), Some(last)) if t > last => t,
+            (_, Some(last)) => last + self.frame_us,
+            (None, None) => 0,
+        }
+    }
+
+    fn drain(&mut self, sink: &mut dyn FrameSink) -> Result<Flow> {
+        while self.decoder.receive_frame(&mut self.decoded).is_ok() {
+            let time_us = self.frame_time();
+            let index = self.next_index;
+            self.next_index += 1;
+            self.last_us = Some(time_us);
+            if !sink.wants_frame(index, time_us) {
+                continue;
+            }
+            let (width, height) = self.convert()?;
+            let frame = VideoFrame {
+                index,
+                time_us,
+                width,
+                height,
+                rgb: &self.packed,
+            };
+            if sink.video_frame(&frame)? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Scale the decoded frame to RGB24 at the analysis size into `self.packed`.
+    fn convert(&mut self) -> Result<(u32, u32)> {
+        let key = (
+            self.decoded.width(),
+            self.decoded.height(),
+            self.decoded.format(),
+        );
+        if self.scaler.as_ref().map(|(_, k)| *k) != Some(key) {
+            let (w, h) = super::fit_within(key.0, key.1, self.max_side);
+            let ctx = ff::software::scaling::Context::get(
+                key.2,
+                key.0,
+                key.1,
+                ff::format::Pixel::RGB24,
+                w,
+                h,
+                ff::software::scaling::Flags::AREA,
+            )
+            .map_err(|e| Error::media("<video stream>", format!("cannot create scaler: {e}")))?;
+            self.scaler = Some((ctx, key));
+            self.rgb = ff::frame::Video::empty();
+        }
+        let (scaler, _) = self.scaler.as_mut().expect("scaler set above");
+        scaler
+            .run(&self.decoded, &mut self.rgb)
+            .map_err(|e| Error::media("<video stream>", format!("scaling failed: {e}")))?;
+        let (w, h) = (self.rgb.width() as usize, self.rgb.height() as usize);
+        let stride = self.rgb.stride(0);
+        let data = self.rgb.data(0);
+        self.packed.clear();
+        for row in 0..h {
+            self.packed
+                .extend_from_slice(&data[row * stride..row * stride + w * 3]);
+        }
+        Ok((w as u32, h as u32))
+    }
+}
+
+struct AudioDecoder {
+    stream: usize,
+    decoder: ff::decoder::Audio,
+    resampler: Option<ff::software::resampling::Context>,
+    decoded: ff::frame::Audio,
+    resampled: ff::frame::Audio,
+    samples: u64,
+}
+
+impl AudioDecoder {
+    fn open(path: &Path, input: &ff::format::context::Input) -> Result<Option<Self>> {
+        let Some(stream) = input.streams().best(ff::media::Type::Audio) else {
+            return Ok(None);
+        };
+        let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
+            .map_err(|e| Error::media(path, format!("bad audio stream parameters: {e}")))?;
+        let decoder = ctx
+            .decoder()
+            .audio()
+            .map_err(|e| Error::media(path, format!("cannot open audio decoder: {e}")))?;
+        Ok(Some(AudioDecoder {
+            stream: stream.index(),
+            decoder,
+            resampler: None,
+            decoded: ff::frame::Audio::empty(),
+            resampled: ff::frame::Audio::empty(),
+            samples: 0,
+        }))
+    }
+
+    fn drain(&mut self, path: &Path, sink: &mut dyn FrameSink) -> Result<Flow> {
+        while self.decoder.receive_frame(&mut self.decoded).is_ok() {
+            if self.resampler.is_none() {
+                let layout = match self.decoded.channel_layout() {
+                    l if l.bits() == 0 => {
+                        ff::ChannelLayout::default(i32::from(self.decoded.channels()))
+                    }
+                    l => l,
+                };
+                self.decoded.set_channel_layout(layout);
+                let ctx = ff::software::resampling::Context::get(
+                    self.decoded.format(),
+                    layout,
+                    self.decoded.rate(),
+                    ff::format::Sample::F32(ff::format::sample::Type::Packed),
+                    ff::ChannelLayout::MONO,
+                    ANALYSIS_SAMPLE_RATE,
+                )
+                .map_err(|e| Error::media(path, format!("cannot resample audio: {e}")))?;
+                self.resampler = Some(ctx);
+            } else if self.decoded.channel_layout().bits() == 0 {
+                self.decoded
+                    .set_channel_layout(ff::ChannelLayout::default(i32::from(
+                        self.decoded.channels(),
+                    )));
+            }
+            let resampler = self.resampler.as_mut().expect("resampler set above");
+            // swr_convert_frame sizes the output itself; reusing a frame of another size is an error.
+            self.resampled = ff::frame::Audio::empty();
+            resampler
+                .run(&self.decoded, &mut self.resampled)
+                .map_err(|e| Error::media(path, format!("audio resampling failed: {e}")))?;
+            if self.emit(sink)? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn flush(&mut self, path: &Path, sink: &mut dyn FrameSink) -> Result<Flow> {
+        if let Some(resampler) = self.resampler.as_mut() {
+            self.resampled = ff::frame::Audio::new(
+                ff::format::Sample::F32(ff::format::sample::Type::Packed),
+                4096,
+                ff::ChannelLayout::MONO,
+            );
+            resampler
+                .flush(&mut self.resampled)
+                .map_err(|e| Error::media(path, format!("audio resampling failed: {e}")))?;
+            return self.emit(sink);
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn emit(&mut self, sink: &mut dyn FrameSink) -> Result<Flow> {
+        let n = self.resampled.samples();
+        if n == 0 {
+            return Ok(Flow::Continue);
+        }
+        let samples = &self.resampled.plane::<f32>(0)[..n];
+        self.samples += n as u64;
+        sink.audio_samples(samples)
+    }
+}

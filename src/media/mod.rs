@@ -1,0 +1,82 @@
+//! Probe and decode media: all FFmpeg code of the crate lives in this module.
+//!
+//! The rest of the crate sees plain Rust values: [`MediaInfo`] from [`probe`], RGB frames and
+//! 16 kHz mono PCM from [`decode`], and still images from [`load_image`].
+
+mod decode;
+mod probe;
+
+pub use decode::{decode, DecodeOptions, Flow, FrameSink, VideoFrame, ANALYSIS_SAMPLE_RATE};
+pub use probe::{probe, AudioInfo, MediaInfo, MediaType, VideoInfo};
+
+use std::path::Path;
+use std::sync::Once;
+
+use crate::error::{Error, Result};
+
+/// Initialise FFmpeg once per process and keep its own logging quiet: errors reach users through
+/// [`Error`] values that name the file, not through FFmpeg's stderr.
+pub(crate) fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let _ = ffmpeg_next::init();
+        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Fatal);
+    });
+}
+
+/// Whether the file is a still image (PNG or JPEG) by its magic bytes, whatever its extension.
+pub fn is_still_image(path: &Path) -> bool {
+    let Ok(reader) = image::ImageReader::open(path) else {
+        return false;
+    };
+    let Ok(reader) = reader.with_guessed_format() else {
+        return false;
+    };
+    matches!(
+        reader.format(),
+        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)
+    )
+}
+
+/// Load a still image as 8-bit RGB.
+pub fn load_image(path: &Path) -> Result<image::RgbImage> {
+    let reader = image::ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    let img = reader
+        .decode()
+        .map_err(|e| Error::media(path, format!("cannot decode image: {e}")))?;
+    Ok(img.to_rgb8())
+}
+
+/// Size that fits `(width, height)` inside `max_side` on its longer side, keeping the aspect ratio,
+/// with even dimensions (some pixel formats need them) and never upscaling.
+pub fn fit_within(width: u32, height: u32, max_side: u32) -> (u32, u32) {
+    let longer = width.max(height).max(1);
+    let scale = (max_side as f64 / longer as f64).min(1.0);
+    let even = |v: f64| ((v.round() as u32) & !1).max(2);
+    (even(width as f64 * scale), even(height as f64 * scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: (u32, u32, u32), expected: (u32, u32)) {
+        assert_eq!(
+            fit_within(input.0, input.1, input.2),
+            expected,
+            "fit_within{input:?}"
+        );
+    }
+
+    #[test]
+    fn fit_within_keeps_aspect_and_even_sizes() {
+        check((640, 272, 256), (256, 108));
+        check((1280, 720, 256), (256, 144));
+        check((176, 144, 256), (176, 144));
+        check((720, 1280, 256), (144, 256));
+        check((1, 1, 256), (2, 2));
+    }
+}

@@ -1,0 +1,211 @@
+//! Probe a file: container, duration, streams and their parameters.
+
+use std::path::Path;
+
+use ffmpeg_next as ff;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// What kind of media a file is. Serialised as the API's `media_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaType {
+    Video,
+    Audio,
+    Image,
+}
+
+impl MediaType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaType::Video => "video",
+            MediaType::Audio => "audio",
+            MediaType::Image => "image",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "video" => Some(MediaType::Video),
+            "audio" => Some(MediaType::Audio),
+            "image" => Some(MediaType::Image),
+            _ => None,
+        }
+    }
+}
+
+/// The facts a probe reads off a media file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediaInfo {
+    pub media_type: MediaType,
+    /// Container format as FFmpeg names it (`mov,mp4,m4a,3gp,3g2,mj2`, `wav`, `png`, ...).
+    pub container: String,
+    /// Duration in seconds from the container, when it declares one. The exact duration used for
+    /// segmentation comes from decoding (see [`crate::segment`]).
+    pub duration: Option<f64>,
+    pub video: Option<VideoInfo>,
+    pub audio: Option<AudioInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoInfo {
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    /// Average frame rate in frames per second (0 when the container does not say).
+    pub frame_rate: f64,
+    /// Frame count declared by the container, if any.
+    pub frame_count: Option<u64>,
+    /// Clockwise rotation in degrees (0, 90, 180 or 270) that displays the picture upright.
+    pub rotation: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioInfo {
+    pub codec: String,
+    pub channels: u16,
+    pub sample_rate: u32,
+}
+
+/// Probe `path`. Empty, truncated, corrupt and non-media files give [`Error::Media`] naming the file.
+pub fn probe(path: &Path) -> Result<MediaInfo> {
+    super::init();
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::media(path, "not a regular file"));
+    }
+    if meta.len() == 0 {
+        return Err(Error::media(path, "the file is empty (0 bytes)"));
+    }
+    if super::is_still_image(path) {
+        let (width, height) = image::image_dimensions(path)
+            .map_err(|e| Error::media(path, format!("cannot read image header: {e}")))?;
+        let format = image::ImageReader::open(path)
+            .ok()
+            .and_then(|r| r.with_guessed_format().ok())
+            .and_then(|r| r.format())
+            .map(|f| format!("{f:?}").to_lowercase())
+            .unwrap_or_default();
+        return Ok(MediaInfo {
+            media_type: MediaType::Image,
+            container: format.clone(),
+            duration: None,
+            video: Some(VideoInfo {
+                codec: format,
+                width,
+                height,
+                frame_rate: 0.0,
+                frame_count: Some(1),
+                rotation: 0,
+            }),
+            audio: None,
+        });
+    }
+    let input = open_input(path)?;
+    let video = input
+        .streams()
+        .filter(is_real_video)
+        .max_by_key(|s| s.parameters().medium() == ff::media::Type::Video)
+        .map(|s| video_info(path, &s))
+        .transpose()?;
+    let audio = input
+        .streams()
+        .best(ff::media::Type::Audio)
+        .map(|s| audio_info(path, &s))
+        .transpose()?;
+    let media_type = match (&video, &audio) {
+        (Some(_), _) => MediaType::Video,
+        (None, Some(_)) => MediaType::Audio,
+        (None, None) => {
+            return Err(Error::media(
+                path,
+                "no video or audio stream found: is this a media file?",
+            ))
+        }
+    };
+    let duration =
+        (input.duration() > 0).then(|| input.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
+    Ok(MediaInfo {
+        media_type,
+        container: input.format().name().to_string(),
+        duration,
+        video,
+        audio,
+    })
+}
+
+pub(super) fn open_input(path: &Path) -> Result<ff::format::context::Input> {
+    ff::format::input(path).map_err(|e| Error::media(path, format!("FFmpeg cannot open it: {e}")))
+}
+
+/// A video stream that carries moving pictures, not the cover art that audio files attach.
+pub(super) fn is_real_video(stream: &ff::format::stream::Stream) -> bool {
+    stream.parameters().medium() == ff::media::Type::Video
+        && !stream
+            .disposition()
+            .contains(ff::format::stream::Disposition::ATTACHED_PIC)
+}
+
+fn codec_name(params: &ff::codec::Parameters) -> String {
+    params.id().name().to_string()
+}
+
+fn video_info(path: &Path, stream: &ff::format::stream::Stream) -> Result<VideoInfo> {
+    let params = stream.parameters();
+    let ctx = ff::codec::context::Context::from_parameters(params.clone())
+        .map_err(|e| Error::media(path, format!("bad video stream parameters: {e}")))?;
+    let decoder = ctx
+        .decoder()
+        .video()
+        .map_err(|e| Error::media(path, format!("no decoder for video stream: {e}")))?;
+    let rate = rational_to_f64(stream.avg_frame_rate())
+        .or_else(|| rational_to_f64(stream.rate()))
+        .unwrap_or(0.0);
+    Ok(VideoInfo {
+        codec: codec_name(&params),
+        width: decoder.width(),
+        height: decoder.height(),
+        frame_rate: rate,
+        frame_count: u64::try_from(stream.frames()).ok().filter(|&n| n > 0),
+        rotation: rotation(stream),
+    })
+}
+
+fn audio_info(path: &Path, stream: &ff::format::stream::Stream) -> Result<AudioInfo> {
+    let params = stream.parameters();
+    let ctx = ff::codec::context::Context::from_parameters(params.clone())
+        .map_err(|e| Error::media(path, format!("bad audio stream parameters: {e}")))?;
+    let decoder = ctx
+        .decoder()
+        .audio()
+        .map_err(|e| Error::media(path, format!("no decoder for audio stream: {e}")))?;
+    Ok(AudioInfo {
+        codec: codec_name(&params),
+        channels: decoder.channels(),
+        sample_rate: decoder.rate(),
+    })
+}
+
+pub(super) fn rational_to_f64(r: ff::Rational) -> Option<f64> {
+    (r.numerator() > 0 && r.denominator() > 0)
+        .then(|| f64::from(r.numerator()) / f64::from(r.denominator()))
+}
+
+/// Clockwise display rotation from the stream's display matrix, as `ffmpeg` itself applies it.
+fn rotation(stream: &ff::format::stream::Stream) -> u32 {
+    for side in stream.side_data() {
+        if side.kind() == ff::codec::packet::side_data::Type::DisplayMatrix
+            && side.data().len() >= 36
+        {
+            // SAFETY: a display matrix is nine 32-bit integers; the length is checked above.
+            let ccw =
+                unsafe { ff::ffi::av_display_rotation_get(side.data().as_ptr().cast::<i32>()) };
+            if ccw.is_finite() {
+                let cw = (-ccw).round() as i64;
+                return (((cw % 360) + 360) % 360 / 90 * 90) as u32;
+            }
+        }
+    }
+    0
+}

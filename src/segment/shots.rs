@@ -1,0 +1,622 @@
+//! Shot-boundary detection: hard cuts by adaptive HSV content change, gradual transitions
+//! (fades, dissolves) by a linear-blend test, with flashes and camera motion rejected.
+//!
+//! The detector is fed frames one by one ([`ShotDetector::push`]) and keeps only a short ring of
+//! recent frames, so memory does not depend on the length of the video; it records a handful of
+//! numbers per frame ([`FrameStats`]) and decides the cuts from those at the end ([`ShotDetector::finish`]).
+//!
+//! Hard cuts follow PySceneDetect's AdaptiveDetector: the mean absolute HSV change between two
+//! frames (`content`) must exceed `min_content` and be `adaptive_ratio` times the average change
+//! of the `window` frames on either side. Two tests are added on top:
+//! - a flash (the frames after the change look like the frames before it, within `flash_window`
+//!   frames) is not a cut, in either direction;
+//! - a gradual transition is found where, over `gradual_window` frames, the picture and its colour
+//!   histogram change a lot *and* the middle frame is the average of the two ends: a dissolve or
+//!   a fade is a linear blend, a pan or a zoom is not. A fade out to black and back in is one cut,
+//!   at the darkest frame.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::media::VideoFrame;
+
+/// Tuning of content-aware detection. Defaults were checked on the fixtures (see `fixtures/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShotConfig {
+    /// Least mean absolute HSV change (0-255 scale) for a hard cut. Default 15 (PySceneDetect's `min_content_val`).
+    pub min_content: f32,
+    /// How many times the local average change a hard cut must be. Default 3.0 (PySceneDetect's `adaptive_threshold`).
+    pub adaptive_ratio: f32,
+    /// Frames on each side that make up the local average. Default 2.
+    pub window: usize,
+    /// Shortest shot in seconds; of two cuts closer than this the weaker goes. Default 0.6 (15 frames at 25 fps).
+    pub min_shot_duration: f64,
+    /// Frames after (and before) a change that are searched for a return to the old picture. Default 8.
+    pub flash_window: usize,
+    /// A change is a flash when some frame within `flash_window` differs from the other side by less
+    /// than this share of the change itself. Default 0.5.
+    pub flash_similarity: f32,
+    /// Length in frames of the window over which gradual transitions are measured. Default 16.
+    pub gradual_window: usize,
+    /// Least mean absolute RGB change (0-255) between the ends of that window. Default 16.
+    pub gradual_min_change: f32,
+    /// Largest distance of the middle frame from the average of the two ends, as a share of the
+    /// change between the ends. Default 0.25 (a hard cut inside the window scores 0.5).
+    pub gradual_max_nonlinearity: f32,
+    /// Least colour-histogram change (0-1) between the ends of the window. Default 0.2.
+    pub gradual_min_histogram_change: f32,
+    /// Mean luma (0-255) under which a frame counts as black, for fades through black. Default 24.
+    pub dark_luma: f32,
+}
+
+impl Default for ShotConfig {
+    fn default() -> Self {
+        ShotConfig {
+            min_content: 15.0,
+            adaptive_ratio: 3.0,
+            window: 2,
+            min_shot_duration: 0.6,
+            flash_window: 8,
+            flash_similarity: 0.5,
+            gradual_window: 16,
+            gradual_min_change: 16.0,
+            gradual_max_nonlinearity: 0.25,
+            gradual_min_histogram_change: 0.2,
+            dark_luma: 24.0,
+        }
+    }
+}
+
+impl ShotConfig {
+    pub(crate) fn validate(&self) -> Result<()> {
+        let positive = |field: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(Error::invalid(
+                    field,
+                    format!("must be a non-negative number, got {v}"),
+                ))
+            }
+        };
+        positive("shots.min_content", self.min_content.into())?;
+        positive("shots.adaptive_ratio", self.adaptive_ratio.into())?;
+        positive("shots.min_shot_duration", self.min_shot_duration)?;
+        positive("shots.flash_similarity", self.flash_similarity.into())?;
+        positive("shots.gradual_min_change", self.gradual_min_change.into())?;
+        positive(
+            "shots.gradual_max_nonlinearity",
+            self.gradual_max_nonlinearity.into(),
+        )?;
+        positive(
+            "shots.gradual_min_histogram_change",
+            self.gradual_min_histogram_change.into(),
+        )?;
+        positive("shots.dark_luma", self.dark_luma.into())?;
+        if self.gradual_window < 2 || self.gradual_window > 250 {
+            return Err(Error::invalid(
+                "shots.gradual_window",
+                "must be between 2 and 250 frames",
+            ));
+        }
+        if self.flash_window > 250 || self.window > 250 {
+            return Err(Error::invalid(
+                "shots.flash_window",
+                "windows must be at most 250 frames",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the detector measured on one frame. Change measures refer to this frame and earlier ones.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct FrameStats {
+    pub time_us: i64,
+    /// Mean absolute HSV change from the previous frame (0-255).
+    pub content: f32,
+    /// Least HSV change between the previous frame and any of the next `flash_window` frames.
+    pub flash_forward: f32,
+    /// Least HSV change between this frame and any of the `flash_window` frames before the previous one.
+    pub flash_backward: f32,
+    /// Mean absolute RGB change between this frame and the one `gradual_window` frames earlier.
+    pub gradual: f32,
+    /// Distance of the window's middle frame from the average of its ends (0-255).
+    pub nonlinearity: f32,
+    /// Colour-histogram change between this frame and the one `gradual_window` frames earlier (0-1).
+    pub histogram_change: f32,
+    /// Mean luma (0-255).
+    pub luma: f32,
+    /// Keyframe quality (see [`super::frame_quality`]).
+    pub quality: f32,
+}
+
+/// Whether a cut is abrupt or the middle of a transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CutKind {
+    Hard,
+    Gradual,
+}
+
+/// A shot boundary: the first frame of the new shot.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Cut {
+    pub frame: usize,
+    pub time_us: i64,
+    pub kind: CutKind,
+    /// Strength of the evidence: the adaptive ratio for hard cuts, the change for gradual ones.
+    pub score: f32,
+}
+
+/// Side of the small descriptor used by the flash and gradual tests.
+const SMALL_SIDE: usize = 64;
+const H_BINS: usize = 16;
+const S_BINS: usize = 8;
+const V_BINS: usize = 8;
+
+/// What the ring keeps of each recent frame.
+struct Descriptor {
+    hsv: Vec<u8>,
+    small_hsv: Vec<u8>,
+    small_rgb: Vec<u8>,
+    histogram: [f32; H_BINS + S_BINS + V_BINS],
+}
+
+/// Streaming shot detector: [`push`](Self::push) every frame in order, then [`finish`](Self::finish).
+pub struct ShotDetector {
+    config: ShotConfig,
+    stats: Vec<FrameStats>,
+    ring: VecDeque<Descriptor>,
+    ring_len: usize,
+}
+
+impl ShotDetector {
+    pub fn new(config: ShotConfig) -> Self {
+        let ring_len = (config.flash_window + 2).max(config.gradual_window + 1);
+        ShotDetector {
+            config,
+            stats: Vec::new(),
+            ring: VecDeque::with_capacity(ring_len + 1),
+            ring_len,
+        }
+    }
+
+    /// Measure one frame. Frames must come in presentation order and share one size.
+    pub fn push(&mut self, frame: &VideoFrame<'_>) {
+        let desc = describe(frame);
+        let (luma, quality) =
+            super::frame_quality(frame.rgb, frame.width as usize, frame.height as usize);
+        let i = self.stats.len();
+        let mut st = FrameStats {
+            time_us: frame.time_us,
+            luma,
+            quality,
+            ..FrameStats::default()
+        };
+        st.flash_forward = f32::INFINITY;
+        st.flash_backward = f32::INFINITY;
+        let same_size = |d: &Descriptor| d.hsv.len() == desc.hsv.len();
+        if let Some(prev) = self.ring.back().filter(|d| same_size(d)) {
+            st.content = hsv_change(&prev.hsv, &desc.hsv);
+        }
+        // Ring holds frames i-1, i-2, ... at positions len-1, len-2, ...
+        let back = |k: usize| -> Option<&Descriptor> {
+            self.ring
+                .len()
+                .checked_sub(k)
+                .and_then(|p| self.ring.get(p))
+        };
+        for k in 1..=self.config.flash_window {
+            // This frame is k frames after frame j = i - k: it may show frame j - 1's picture again.
+            if let (Some(before), true) = (back(k + 1), i > k) {
+                let change = hsv_change(&before.small_hsv, &desc.small_hsv);
+                let j = i - k;
+                self.stats[j].flash_forward = self.stats[j].flash_forward.min(change);
+                st.flash_backward = st.flash_backward.min(change);
+            }
+        }
+        let l = self.config.gradual_window;
+        if let (Some(start), Some(mid)) = (back(l), back(l / 2)) {
+            if same_size(start) && same_size(mid) {
+                st.gradual = mean_abs_diff(&start.small_rgb, &desc.small_rgb);
+                st.nonlinearity = blend_distance(&start.small_rgb, &mid.small_rgb, &desc.small_rgb);
+                st.histogram_change = histogram_change(&start.histogram, &desc.histogram);
+            }
+        }
+        self.stats.push(st);
+        if self.ring.len() == self.ring_len {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(desc);
+    }
+
+    /// Per-frame measurements so far.
+    pub fn stats(&self) -> &[FrameStats] {
+        &self.stats
+    }
+
+    /// Decide the cuts and hand back the per-frame measurements (for keyframe choice).
+    pub fn finish(self) -> (Vec<Cut>, Vec<FrameStats>) {
+        let cuts = detect_cuts(&self.config, &self.stats);
+        (cuts, self.stats)
+    }
+}
+
+/// Decide cuts from per-frame measurements. See the module documentation for the rules.
+pub fn detect_cuts(config: &ShotConfig, stats: &[FrameStats]) -> Vec<Cut> {
+    if stats.len() < 2 {
+        return Vec::new();
+    }
+    let transitions = gradual_transitions(config, stats);
+    // A hard change at the edge of a blend (a dissolve that ends on a jump, black to picture in a
+    // fade) belongs to that transition, not to a second cut.
+    let inside = |c: &Cut| {
+        transitions
+            .iter()
+            .any(|t| (t.first..=t.last + 1).contains(&c.frame))
+    };
+    let mut candidates: Vec<Cut> = hard_cuts(config, stats)
+        .into_iter()
+        .filter(|c| !inside(c))
+        .collect();
+    candidates.extend(transitions.iter().map(|t| t.cut));
+    enforce_min_shot(config, stats, candidates)
+}
+
+fn hard_cuts(config: &ShotConfig, stats: &[FrameStats]) -> Vec<Cut> {
+    let n = stats.len();
+    let mut cuts = Vec::new();
+    for i in 1..n {
+        let d = stats[i].content;
+        if d < config.min_content {
+            continue;
+        }
+        let lo = i.saturating_sub(config.window).max(1);
+        let hi = (i + config.window).min(n - 1);
+        let (sum, count) = (lo..=hi)
+            .filter(|&j| j != i)
+            .fold((0.0f32, 0usize), |(s, c), j| (s + stats[j].content, c + 1));
+        let baseline = if count == 0 { 0.0 } else { sum / count as f32 };
+        let ratio = d / baseline.max(1.0);
+        if ratio < config.adaptive_ratio {
+            continue;
+        }
+        let recovery = stats[i].flash_forward.min(stats[i].flash_backward);
+        if recovery < config.flash_similarity * d {
+            continue;
+        }
+        cuts.push(Cut {
+            frame: i,
+            time_us: stats[i].time_us,
+            kind: CutKind::Hard,
+            score: ratio,
+        });
+    }
+    cuts
+}
+
+/// A gradual transition: the frames it spans and where its cut goes.
+struct Transition {
+    first: usize,
+    last: usize,
+    cut: Cut,
+}
+
+fn gradual_transitions(config: &ShotConfig, stats: &[FrameStats]) -> Vec<Transition> {
+    let l = config.gradual_window;
+    let n = stats.len();
+    let is_candidate = |i: usize| {
+        let s = &stats[i];
+        i >= l
+            && s.gradual >= config.gradual_min_change
+            && s.nonlinearity <= config.gradual_max_nonlinearity * s.gradual
+            && s.histogram_change >= config.gradual_min_histogram_change
+    };
+    let cut_at = |frame: usize, score: f32| Cut {
+        frame,
+        time_us: stats[frame].time_us,
+        kind: CutKind::Gradual,
+        score,
+    };
+    let is_dark = |j: usize| stats[j].luma <= config.dark_luma;
+    let mut transitions: Vec<Transition> = Vec::new();
+    let mut i = 0;
+    while i < n {
+        if !is_candidate(i) {
+            i += 1;
+            continue;
+        }
+        // A run of window ends that pass; the transition spans their windows, the cut sits at the
+        // middle of the window centres.
+        let start = i;
+        let mut peak = 0.0f32;
+        while i < n && is_candidate(i) {
+            peak = peak.max(stats[i].gradual);
+            i += 1;
+        }
+        let (first, last) = (start - l, i - 1);
+        let centre = (start + last) / 2 - l / 2;
+        // A fade out and a fade in around black frames are one transition: cut at the middle of the black.
+        if let Some(prev) = transitions.last_mut().filter(|p| first <= p.last + l) {
+            let darkest = (prev.cut.frame..=centre)
+                .min_by(|&a, &b| stats[a].luma.total_cmp(&stats[b].luma))
+                .unwrap_or(centre);
+            if is_dark(darkest) {
+                let lo = (0..=darkest)
+                    .rev()
+                    .take_while(|&j| is_dark(j))
+                    .last()
+                    .unwrap_or(darkest);
+                let hi = (darkest..n)
+                    .take_while(|&j| is_dark(j))
+                    .last()
+                    .unwrap_or(darkest);
+                *prev = Transition {
+                    first: prev.first,
+                    last,
+                    cut: cut_at((lo + hi) / 2, prev.cut.score.max(peak)),
+                };
+                continue;
+            }
+        }
+        transitions.push(Transition {
+            first,
+            last,
+            cut: cut_at(centre, peak),
+        });
+    }
+    transitions
+}
+
+/// Keep cuts at least `min_shot_duration` apart (and from the start), stronger ones first:
+/// hard cuts before gradual ones, then by score.
+fn enforce_min_shot(
+    config: &ShotConfig,
+    stats: &[FrameStats],
+    mut candidates: Vec<Cut>,
+) -> Vec<Cut> {
+    let min_gap = frames_for(config.min_shot_duration, stats);
+    candidates.sort_by(|a, b| {
+        (a.kind == CutKind::Gradual)
+            .cmp(&(b.kind == CutKind::Gradual))
+            .then(b.score.total_cmp(&a.score))
+            .then(a.frame.cmp(&b.frame))
+    });
+    let mut kept: Vec<Cut> = Vec::new();
+    for c in candidates {
+        if c.frame >= min_gap && kept.iter().all(|k| k.frame.abs_diff(c.frame) >= min_gap) {
+            kept.push(c);
+        }
+    }
+    kept.sort_by_key(|c| c.frame);
+    kept
+}
+
+/// Number of frames covering `secs` at the stream's median frame spacing (at least 1).
+fn frames_for(secs: f64, stats: &[FrameStats]) -> usize {
+    if stats.len() < 2 {
+        return 1;
+    }
+    let mut steps: Vec<i64> = stats
+        .windows(2)
+        .map(|w| w[1].time_us - w[0].time_us)
+        .collect();
+    let mid = steps.len() / 2;
+    let step = *steps.select_nth_unstable(mid).1;
+    ((secs * 1e6 / step.max(1) as f64).round() as usize).max(1)
+}
+
+fn describe(frame: &VideoFrame<'_>) -> Descriptor {
+    let (w, h) = (frame.width as usize, frame.height as usize);
+    let hsv = to_hsv(frame.rgb);
+    let factor = w.max(h).div_ceil(SMALL_SIDE).max(1);
+    let small_rgb = box_downsample(frame.rgb, w, h, factor);
+    let small_hsv = to_hsv(&small_rgb);
+    let mut histogram = [0f32; H_BINS + S_BINS + V_BINS];
+    for px in hsv.chunks_exact(3) {
+        histogram[(px[0] as usize * H_BINS / 180).min(H_BINS - 1)] += 1.0;
+        histogram[H_BINS + px[1] as usize * S_BINS / 256] += 1.0;
+        histogram[H_BINS + S_BINS + px[2] as usize * V_BINS / 256] += 1.0;
+    }
+    let total = (hsv.len() / 3).max(1) as f32;
+    histogram.iter_mut().for_each(|v| *v /= total);
+    Descriptor {
+        hsv,
+        small_hsv,
+        small_rgb,
+        histogram,
+    }
+}
+
+/// RGB to HSV with OpenCV's 8-bit ranges (H 0-179, S and V 0-255), as PySceneDetect sees frames.
+fn to_hsv(rgb: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rgb.len());
+    for px in rgb.chunks_exact(3) {
+        let (r, g, b) = (i32::from(px[0]), i32::from(px[1]), i32::from(px[2]));
+        let v = r.max(g).max(b);
+        let min = r.min(g).min(b);
+        let delta = v - min;
+        let s = if v == 0 { 0 } else { (255 * delta + v / 2) / v };
+        let h = if delta == 0 {
+            0
+        } else {
+            let h = if v == r {
+                60 * (g - b) / delta
+            } else if v == g {
+                120 + 60 * (b - r) / delta
+            } else {
+                240 + 60 * (r - g) / delta
+            };
+            (if h < 0 { h + 360 } else { h }) / 2
+        };
+        out.extend_from_slice(&[h as u8, s as u8, v as u8]);
+    }
+    out
+}
+
+/// Mean of |dH| (on the hue circle), |dS| and |dV| over all pixels, averaged over the three channels.
+fn hsv_change(a: &[u8], b: &[u8]) -> f32 {
+    if a.len() != b.len() || a.is_empty() {
+        return 0.0;
+    }
+    let mut sum = [0u64; 3];
+    for (pa, pb) in a.chunks_exact(3).zip(b.chunks_exact(3)) {
+        let dh = pa[0].abs_diff(pb[0]);
+        sum[0] += u64::from(dh.min(180 - dh.min(180)));
+        sum[1] += u64::from(pa[1].abs_diff(pb[1]));
+        sum[2] += u64::from(pa[2].abs_diff(pb[2]));
+    }
+    let px = (a.len() / 3) as f32;
+    // Hue spans 0-179 with a circular distance of at most 90: scale it to 0-255 like S and V.
+    (sum[0] as f32 * 255.0 / 90.0 + sum[1] as f32 + sum[2] as f32) / (3.0 * px)
+}
+
+fn mean_abs_diff(a: &[u8], b: &[u8]) -> f32 {
+    let sum: u64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| u64::from(x.abs_diff(y)))
+        .sum();
+    sum as f32 / a.len().max(1) as f32
+}
+
+/// Mean |mid - (start + end) / 2|: zero when `mid` is a linear blend halfway between the ends.
+fn blend_distance(start: &[u8], mid: &[u8], end: &[u8]) -> f32 {
+    let sum: u64 = start
+        .iter()
+        .zip(mid)
+        .zip(end)
+        .map(|((&s, &m), &e)| {
+            u64::from((2 * i32::from(m) - i32::from(s) - i32::from(e)).unsigned_abs())
+        })
+        .sum();
+    sum as f32 / (2.0 * start.len().max(1) as f32)
+}
+
+fn histogram_change(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / 6.0
+}
+
+/// Average `factor` x `factor` blocks of an RGB image.
+fn box_downsample(rgb: &[u8], w: usize, h: usize, factor: usize) -> Vec<u8> {
+    let (sw, sh) = (w / factor, h / factor);
+    let mut out = Vec::with_capacity(sw * sh * 3);
+    for y in 0..sh {
+        for x in 0..sw {
+            let mut acc = [0u32; 3];
+            for dy in 0..factor {
+                let row = ((y * factor + dy) * w + x * factor) * 3;
+                for px in rgb[row..row + factor * 3].chunks_exact(3) {
+                    acc[0] += u32::from(px[0]);
+                    acc[1] += u32::from(px[1]);
+                    acc[2] += u32::from(px[2]);
+                }
+            }
+            let n = (factor * factor) as u32;
+            out.extend(acc.iter().map(|&v| ((v + n / 2) / n) as u8));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_hsv(rgb: [u8; 3], expected: [u8; 3]) {
+        assert_eq!(to_hsv(&rgb), expected.to_vec(), "hsv of {rgb:?}");
+    }
+
+    #[test]
+    fn hsv_matches_opencv_ranges() {
+        check_hsv([255, 0, 0], [0, 255, 255]);
+        check_hsv([0, 255, 0], [60, 255, 255]);
+        check_hsv([0, 0, 255], [120, 255, 255]);
+        check_hsv([128, 128, 128], [0, 0, 128]);
+        check_hsv([0, 0, 0], [0, 0, 0]);
+        check_hsv([255, 0, 255], [150, 255, 255]);
+    }
+
+    #[test]
+    fn hue_distance_wraps_around_the_circle() {
+        // Hue 1 and hue 179 are 2 apart on the circle, not 178.
+        let a = [1u8, 0, 0];
+        let b = [179u8, 0, 0];
+        let near = hsv_change(&a, &b);
+        let c = [91u8, 0, 0];
+        let far = hsv_change(&a, &c);
+        assert!(near < far / 10.0, "near {near} far {far}");
+    }
+
+    #[test]
+    fn blend_distance_is_zero_for_a_linear_blend_and_half_the_change_for_a_cut() {
+        let a = vec![0u8; 30];
+        let b = vec![200u8; 30];
+        let half = vec![100u8; 30];
+        assert_eq!(blend_distance(&a, &half, &b), 0.0);
+        assert_eq!(
+            blend_distance(&a, &a, &b),
+            100.0,
+            "a cut inside the window scores half the change"
+        );
+        assert_eq!(mean_abs_diff(&a, &b), 200.0);
+    }
+
+    fn synthetic_stats(contents: &[f32]) -> Vec<FrameStats> {
+        contents
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| FrameStats {
+                time_us: i as i64 * 40_000,
+                content: c,
+                flash_forward: c,
+                flash_backward: c,
+                luma: 100.0,
+                ..FrameStats::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hard_cut_needs_min_content_and_adaptive_ratio() {
+        let mut c = vec![2.0f32; 60];
+        c[30] = 40.0; // clear cut
+        c[45] = 10.0; // spike below min_content
+        let cuts = detect_cuts(&ShotConfig::default(), &synthetic_stats(&c));
+        assert_eq!(cuts.iter().map(|c| c.frame).collect::<Vec<_>>(), vec![30]);
+    }
+
+    #[test]
+    fn sustained_motion_is_not_a_cut() {
+        // A pan: large change on every frame, no spike above its neighbours.
+        let c = vec![30.0f32; 60];
+        assert!(detect_cuts(&ShotConfig::default(), &synthetic_stats(&c)).is_empty());
+    }
+
+    #[test]
+    fn flash_is_not_a_cut() {
+        let mut stats = synthetic_stats(&[2.0; 60]);
+        stats[30].content = 60.0;
+        stats[30].flash_forward = 3.0; // frame 32 looks like frame 29 again
+        stats[32].content = 60.0;
+        stats[32].flash_backward = 3.0;
+        assert!(detect_cuts(&ShotConfig::default(), &stats).is_empty());
+    }
+
+    #[test]
+    fn cuts_closer_than_min_shot_keep_the_stronger() {
+        let mut c = vec![2.0f32; 80];
+        c[30] = 30.0;
+        c[36] = 60.0;
+        c[60] = 40.0;
+        let cuts = detect_cuts(&ShotConfig::default(), &synthetic_stats(&c));
+        assert_eq!(
+            cuts.iter().map(|c| c.frame).collect::<Vec<_>>(),
+            vec![36, 60]
+        );
+    }
+}
