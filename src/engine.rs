@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 use crate::ingest::{self, IngestOptions, Progress};
 use crate::media::MediaType;
 use crate::store::{
-    Catalog, Index, Layout, Media, MediaScope, NewMedia, Page, PageRequest, Segment, SegmentKind,
-    Status,
+    Catalog, Completed, Index, Layout, Media, MediaScope, NewMedia, Page, PageRequest, Segment,
+    SegmentKind, Status,
 };
 
 /// An open data folder. All state lives on disk: opening the same folder again sees everything.
@@ -97,6 +97,8 @@ pub struct IngestResult {
     /// True when this content (or idempotency key) was already ingested and nothing was redone.
     pub deduplicated: bool,
     pub error: Option<String>,
+    /// Problems that did not stop the ingest.
+    pub warnings: Vec<String>,
     /// Video segments (for audio files: the audio segments).
     pub segments: Vec<Segment>,
     /// Audio segments of a video with sound.
@@ -179,6 +181,7 @@ impl MediaResource<'_> {
                     duration: None,
                     deduplicated: false,
                     error: Some(e.to_string()),
+                    warnings: Vec::new(),
                     segments: Vec::new(),
                     audio_segments: Vec::new(),
                 },
@@ -281,13 +284,26 @@ impl MediaResource<'_> {
             )?;
             let settings =
                 serde_json::to_string(&opts.segmentation).expect("segmentation config serialises");
+            let warnings: Vec<String> = (analysis.decode_errors > 0)
+                .then(|| {
+                    format!(
+                        "{}: {} packets could not be decoded and were skipped",
+                        path.display(),
+                        analysis.decode_errors
+                    )
+                })
+                .into_iter()
+                .collect();
             self.engine.catalog.complete_media(
                 video_id,
-                &analysis.info,
-                analysis.duration_us,
-                &settings,
-                gif.as_deref(),
-                &segments,
+                &Completed {
+                    info: &analysis.info,
+                    duration_us: analysis.duration_us,
+                    segmentation_json: &settings,
+                    gif_path: gif.as_deref(),
+                    warnings: &warnings,
+                    segments: &segments,
+                },
             )
         };
         if let Err(e) = work() {
@@ -327,6 +343,7 @@ impl MediaResource<'_> {
             duration: m.duration,
             deduplicated,
             error: m.error,
+            warnings: m.warnings,
             segments,
             audio_segments,
         })

@@ -76,6 +76,8 @@ pub struct Analysis {
     pub cuts: Vec<Cut>,
     /// Audio loudness in dBFS per 10 ms.
     pub audio_db: Vec<f32>,
+    /// Packets that could not be read or decoded (the rest of the file was used).
+    pub decode_errors: u64,
 }
 
 /// Progress reports of a long ingest.
@@ -127,6 +129,7 @@ pub fn analyse(
             frames: Vec::new(),
             cuts: Vec::new(),
             audio_db: Vec::new(),
+            decode_errors: 0,
         });
     }
     let expected_frames = match (&info.video, info.duration) {
@@ -172,6 +175,7 @@ pub fn analyse(
         frames,
         cuts,
         audio_db,
+        decode_errors: summary.decode_errors,
     })
 }
 

@@ -332,13 +332,20 @@ fn gradual_transitions(config: &ShotConfig, stats: &[FrameStats]) -> Vec<Transit
         }
         // A run of window ends that pass; the transition spans their windows, the cut sits at the
         // middle of the window centres.
+        // A run may have gaps of up to a quarter window: one frame just under a threshold does
+        // not split a dissolve in two.
         let start = i;
+        let mut last = i;
         let mut peak = 0.0f32;
-        while i < n && is_candidate(i) {
-            peak = peak.max(stats[i].gradual);
+        while i < n && i <= last + l / 4 {
+            if is_candidate(i) {
+                peak = peak.max(stats[i].gradual);
+                last = i;
+            }
             i += 1;
         }
-        let (first, last) = (start - l, i - 1);
+        i = last + 1;
+        let first = start - l;
         let centre = (start + last) / 2 - l / 2;
         // A fade out and a fade in around black frames are one transition: cut at the middle of the black.
         if let Some(prev) = transitions.last_mut().filter(|p| first <= p.last + l) {

@@ -43,6 +43,7 @@ CREATE TABLE media (
     metadata_json   TEXT,
     segmentation_json TEXT,
     gif_path        TEXT,
+    warnings_json   TEXT,
     idempotency_key TEXT UNIQUE,
     created_at      TEXT NOT NULL,
     updated_at      TEXT NOT NULL
@@ -76,7 +77,20 @@ pub struct NewMedia<'a> {
     pub idempotency_key: Option<&'a str>,
 }
 
-/// A segment as the pipeline made it; the catalog gives it its id when none is set.
+/// What a finished ingest stores in one transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Completed<'a> {
+    pub info: &'a MediaInfo,
+    pub duration_us: i64,
+    /// The segmentation settings used, as JSON.
+    pub segmentation_json: &'a str,
+    pub gif_path: Option<&'a str>,
+    /// Problems that did not stop the ingest (for example packets that failed to decode).
+    pub warnings: &'a [String],
+    pub segments: &'a [NewSegment],
+}
+
+/// A segment as the pipeline made it, with its id.
 #[derive(Debug, Clone)]
 pub struct NewSegment {
     pub segment_id: String,
@@ -334,16 +348,17 @@ impl Catalog {
     }
 
     /// Store the segments and probe results and mark the media `completed`, atomically.
-    pub fn complete_media(
-        &self,
-        video_id: &str,
-        info: &MediaInfo,
-        duration_us: i64,
-        segmentation_json: &str,
-        gif_path: Option<&str>,
-        segments: &[NewSegment],
-    ) -> Result<()> {
+    pub fn complete_media(&self, video_id: &str, done: &Completed<'_>) -> Result<()> {
+        let Completed {
+            info,
+            duration_us,
+            segmentation_json,
+            gif_path,
+            warnings,
+            segments,
+        } = *done;
         let metadata = serde_json::to_string(info).expect("MediaInfo serialises");
+        let warnings = serde_json::to_string(warnings).expect("strings serialise");
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         tx.execute(
@@ -380,8 +395,17 @@ impl Catalog {
         let changed = tx
             .execute(
                 "UPDATE media SET status = 'completed', error = NULL, media_type = ?2, duration_us = ?3, metadata_json = ?4,
-                 segmentation_json = ?5, gif_path = ?6, updated_at = ?7 WHERE video_id = ?1",
-                params![video_id, info.media_type.as_str(), duration_us, metadata, segmentation_json, gif_path, now_rfc3339()],
+                 segmentation_json = ?5, gif_path = ?6, warnings_json = ?7, updated_at = ?8 WHERE video_id = ?1",
+                params![
+                    video_id,
+                    info.media_type.as_str(),
+                    duration_us,
+                    metadata,
+                    segmentation_json,
+                    gif_path,
+                    warnings,
+                    now_rfc3339()
+                ],
             )
             .map_err(|e| self.err(e))?;
         if changed == 0 {
@@ -521,8 +545,8 @@ pub enum MediaScope<'a> {
     Playground,
 }
 
-const MEDIA_COLUMNS: &str = "video_id, index_id, title, source_path, content_hash, size_bytes, media_type, status, error, duration_us, metadata_json, gif_path, idempotency_key, created_at, updated_at";
-const MEDIA_COLUMN_COUNT: usize = 15;
+const MEDIA_COLUMNS: &str = "video_id, index_id, title, source_path, content_hash, size_bytes, media_type, status, error, duration_us, metadata_json, gif_path, idempotency_key, created_at, updated_at, warnings_json";
+const MEDIA_COLUMN_COUNT: usize = 16;
 const SEGMENT_COLUMNS: &str =
     "segment_id, video_id, run_id, kind, ordinal, start_us, end_us, segmentation_type, keyframe_us, keyframe_frame, thumbnail_path";
 const SEGMENT_COLUMN_COUNT: usize = 11;
@@ -566,6 +590,10 @@ fn media_from_row(r: &Row<'_>) -> rusqlite::Result<Media> {
         idempotency_key: r.get(12)?,
         created_at: r.get(13)?,
         updated_at: r.get(14)?,
+        warnings: r
+            .get::<_, Option<String>>(15)?
+            .and_then(|w| serde_json::from_str(&w).ok())
+            .unwrap_or_default(),
     })
 }
 

@@ -5,7 +5,7 @@
 mod catalog;
 mod layout;
 
-pub use catalog::{Catalog, MediaScope, NewMedia, NewSegment};
+pub use catalog::{Catalog, Completed, MediaScope, NewMedia, NewSegment};
 pub(crate) use layout::write_atomic;
 pub use layout::Layout;
 
@@ -75,6 +75,8 @@ pub struct Media {
     /// Path of the preview GIF (the API's `/videos/{id}/gif`), for video.
     pub gif_path: Option<String>,
     pub idempotency_key: Option<String>,
+    /// Problems that did not stop the ingest, such as packets that could not be decoded.
+    pub warnings: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
 }

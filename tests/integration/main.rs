@@ -1,1 +1,11 @@
+//! Integration tests on real media: one binary, one module per area.
+//!
+//! The media comes from `fixtures/make.sh` (the README's test command runs it first); facts about
+//! each file (duration, cuts, speech) come from `fixtures/ground_truth.json`.
 
+mod accuracy;
+mod bad_input;
+mod cli;
+mod common;
+mod durability;
+mod ingest;
