@@ -89,8 +89,19 @@ pub enum Progress {
     Extracting,
 }
 
+/// A decoded frame on its way to the detector thread.
+struct OwnedFrame {
+    index: u64,
+    time_us: i64,
+    width: u32,
+    height: u32,
+    rgb: Vec<u8>,
+}
+
+/// Feeds the shot detector, which runs on a thread of its own so that measuring one frame
+/// overlaps with decoding the next.
 struct AnalysisSink<'a> {
-    shots: Option<ShotDetector>,
+    frames: Option<std::sync::mpsc::SyncSender<OwnedFrame>>,
     energy: AudioEnergy,
     expected_frames: f64,
     on_progress: &'a mut dyn FnMut(Progress),
@@ -98,8 +109,17 @@ struct AnalysisSink<'a> {
 
 impl FrameSink for AnalysisSink<'_> {
     fn video_frame(&mut self, frame: &VideoFrame<'_>) -> Result<Flow> {
-        if let Some(shots) = self.shots.as_mut() {
-            shots.push(frame);
+        if let Some(tx) = &self.frames {
+            let owned = OwnedFrame {
+                index: frame.index,
+                time_us: frame.time_us,
+                width: frame.width,
+                height: frame.height,
+                rgb: frame.rgb.to_vec(),
+            };
+            if tx.send(owned).is_err() {
+                return Ok(Flow::Stop);
+            }
         }
         if frame.index % 50 == 0 && self.expected_frames > 0.0 {
             (self.on_progress)(Progress::Analysing(
@@ -137,27 +157,40 @@ pub fn analyse(
         (Some(v), Some(d)) => v.frame_rate * d,
         _ => 0.0,
     };
-    let mut sink = AnalysisSink {
-        shots: info
-            .video
-            .as_ref()
-            .map(|_| ShotDetector::new(shots.clone())),
-        energy: AudioEnergy::new(),
-        expected_frames,
-        on_progress,
-    };
     let opts = DecodeOptions {
         max_side: ANALYSIS_SIZE,
         video: info.video.is_some(),
         audio: info.audio.is_some(),
+        fast: true,
     };
-    let summary = media::decode(path, &opts, &mut sink)?;
-    let (cuts, frames) = sink
-        .shots
-        .take()
-        .map(ShotDetector::finish)
-        .unwrap_or_default();
-    let audio_db = sink.energy.finish();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<OwnedFrame>(16);
+    let (summary, (cuts, frames), energy) = std::thread::scope(|scope| {
+        let detector = scope.spawn(|| {
+            let mut shots = ShotDetector::new(shots.clone());
+            for f in rx {
+                shots.push(&VideoFrame {
+                    index: f.index,
+                    time_us: f.time_us,
+                    width: f.width,
+                    height: f.height,
+                    rgb: &f.rgb,
+                });
+            }
+            shots.finish()
+        });
+        let mut sink = AnalysisSink {
+            frames: info.video.as_ref().map(|_| tx),
+            energy: AudioEnergy::new(),
+            expected_frames,
+            on_progress,
+        };
+        let summary = media::decode(path, &opts, &mut sink);
+        drop(sink.frames.take());
+        let detected = detector.join().expect("shot detector thread panicked");
+        (summary, detected, sink.energy)
+    });
+    let summary = summary?;
+    let audio_db = energy.finish();
     let duration_us = if info.video.is_some() {
         summary.video_end_us
     } else {
@@ -333,6 +366,7 @@ pub fn extract(
                 max_side: output.thumbnail_size,
                 video: true,
                 audio: false,
+                fast: false,
             };
             media::decode(path, &opts, &mut sink)?;
             thumbnails = sink.thumbnails;

@@ -7,7 +7,8 @@
 //!
 //! Hard cuts follow PySceneDetect's AdaptiveDetector: the mean absolute HSV change between two
 //! frames (`content`) must exceed `min_content` and be `adaptive_ratio` times the average change
-//! of the `window` frames on either side. Two tests are added on top:
+//! of the `window` frames before or after, and `busy_side_ratio` times the other side's (so a cut
+//! into a busy shot counts, and motion that merely starts does not). Two tests are added on top:
 //! - a flash (the frames after the change look like the frames before it, within `flash_window`
 //!   frames) is not a cut, in either direction;
 //! - a gradual transition is found where, over `gradual_window` frames, the picture and its colour
@@ -30,8 +31,10 @@ pub struct ShotConfig {
     pub min_content: f32,
     /// How many times the local average change a hard cut must be. Default 3.0 (PySceneDetect's `adaptive_threshold`).
     pub adaptive_ratio: f32,
-    /// Frames on each side that make up the local average. Default 2.
+    /// Frames on each side that make up the local averages. Default 2.
     pub window: usize,
+    /// How many times the average change on the busier side a hard cut must also be. Default 1.3.
+    pub busy_side_ratio: f32,
     /// Shortest shot in seconds; of two cuts closer than this the weaker goes. Default 0.6 (15 frames at 25 fps).
     pub min_shot_duration: f64,
     /// Frames after (and before) a change that are searched for a return to the old picture. Default 8.
@@ -58,6 +61,7 @@ impl Default for ShotConfig {
             min_content: 15.0,
             adaptive_ratio: 3.0,
             window: 2,
+            busy_side_ratio: 1.3,
             min_shot_duration: 0.6,
             flash_window: 8,
             flash_similarity: 0.5,
@@ -84,6 +88,7 @@ impl ShotConfig {
         };
         positive("shots.min_content", self.min_content.into())?;
         positive("shots.adaptive_ratio", self.adaptive_ratio.into())?;
+        positive("shots.busy_side_ratio", self.busy_side_ratio.into())?;
         positive("shots.min_shot_duration", self.min_shot_duration)?;
         positive("shots.flash_similarity", self.flash_similarity.into())?;
         positive("shots.gradual_min_change", self.gradual_min_change.into())?;
@@ -275,14 +280,18 @@ fn hard_cuts(config: &ShotConfig, stats: &[FrameStats]) -> Vec<Cut> {
         if d < config.min_content {
             continue;
         }
-        let lo = i.saturating_sub(config.window).max(1);
-        let hi = (i + config.window).min(n - 1);
-        let (sum, count) = (lo..=hi)
-            .filter(|&j| j != i)
-            .fold((0.0f32, 0usize), |(s, c), j| (s + stats[j].content, c + 1));
-        let baseline = if count == 0 { 0.0 } else { sum / count as f32 };
-        let ratio = d / baseline.max(1.0);
-        if ratio < config.adaptive_ratio {
+        // Average change on each side. A cut into (or out of) a busy shot is a step far above
+        // the calm side and still clearly above the busy one; motion that starts or stops is a
+        // step above one side only.
+        let mean = |range: std::ops::Range<usize>| {
+            let n = range.len().max(1) as f32;
+            (range.map(|j| stats[j].content).sum::<f32>() / n).max(1.0)
+        };
+        let left = mean(i.saturating_sub(config.window).max(1)..i);
+        let right = mean(i + 1..(i + 1 + config.window).min(n));
+        let (calm, busy) = (left.min(right), left.max(right));
+        let ratio = d / calm;
+        if ratio < config.adaptive_ratio || d / busy < config.busy_side_ratio {
             continue;
         }
         let recovery = stats[i].flash_forward.min(stats[i].flash_backward);
@@ -601,6 +610,25 @@ mod tests {
     fn sustained_motion_is_not_a_cut() {
         // A pan: large change on every frame, no spike above its neighbours.
         let c = vec![30.0f32; 60];
+        assert!(detect_cuts(&ShotConfig::default(), &synthetic_stats(&c)).is_empty());
+    }
+
+    #[test]
+    fn a_cut_into_a_busy_shot_counts_but_motion_starting_does_not() {
+        // Regression: a calm shot cut into a shot that changes by ~60 every frame averaged to a
+        // ratio under 3 and was missed.
+        let mut c = vec![5.0f32; 40];
+        c.extend(vec![60.0f32; 40]);
+        c[40] = 92.0;
+        assert_eq!(
+            detect_cuts(&ShotConfig::default(), &synthetic_stats(&c))
+                .iter()
+                .map(|c| c.frame)
+                .collect::<Vec<_>>(),
+            vec![40]
+        );
+        // A pan that starts: the change steps up once and stays there.
+        c[40] = 62.0;
         assert!(detect_cuts(&ShotConfig::default(), &synthetic_stats(&c)).is_empty());
     }
 

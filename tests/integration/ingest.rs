@@ -484,3 +484,45 @@ fn batch_lookups_report_unknown_ids() {
     assert_eq!(batch.data[0].status, Status::Completed);
     assert_eq!(batch.not_found, vec!["vid_doesnotexist".to_string()]);
 }
+
+#[test]
+fn the_fast_analysis_path_sees_the_same_picture_as_swscale() {
+    use videovector::media::{decode, DecodeOptions, Flow, FrameSink, VideoFrame};
+    struct First(Option<(u32, u32, Vec<u8>)>);
+    impl FrameSink for First {
+        fn video_frame(&mut self, f: &VideoFrame<'_>) -> videovector::Result<Flow> {
+            self.0 = Some((f.width, f.height, f.rgb.to_vec()));
+            Ok(Flow::Stop)
+        }
+    }
+    for name in ["bikes.mp4", "slideshow.mp4", "bigbuckbunny.mp4"] {
+        let mut frames = Vec::new();
+        for fast in [true, false] {
+            let mut sink = First(None);
+            decode(
+                &fixture(name),
+                &DecodeOptions {
+                    max_side: 160,
+                    video: true,
+                    audio: false,
+                    fast,
+                },
+                &mut sink,
+            )
+            .unwrap();
+            frames.push(sink.0.unwrap());
+        }
+        let ((w1, h1, a), (w2, h2, b)) = (&frames[0], &frames[1]);
+        assert_eq!((w1, h1), (w2, h2), "{name}: same size either way");
+        let mad = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(x.abs_diff(*y)))
+            .sum::<f64>()
+            / a.len() as f64;
+        assert!(
+            mad < 6.0,
+            "{name}: box-averaged YUV and swscale RGB differ by {mad:.1} on average"
+        );
+    }
+}
