@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use image::{codecs::gif::GifEncoder, codecs::jpeg::JpegEncoder, Delay, Frame, RgbImage};
 use serde::{Deserialize, Serialize};
@@ -255,14 +255,18 @@ pub fn plan(analysis: &Analysis, config: &SegmentationConfig) -> Result<Plan> {
 
 /// What the second pass wants from a frame.
 enum Want {
+    /// The keyframe of video segment `i`: written to disk as soon as it is decoded.
     Thumbnail(usize),
+    /// Frame `i` of the preview GIF: kept (small) until the end.
     Gif(usize),
 }
 
 struct ExtractSink<'a> {
     targets: BTreeMap<u64, Vec<Want>>,
     rotation: u32,
-    thumbnails: Vec<Option<RgbImage>>,
+    /// Where each segment's thumbnail goes.
+    thumbnail_files: Vec<PathBuf>,
+    written: Vec<bool>,
     gif: Vec<Option<RgbImage>>,
     output: &'a OutputConfig,
 }
@@ -281,16 +285,14 @@ impl FrameSink for ExtractSink<'_> {
         let img = rotate(img, self.rotation);
         for want in wants {
             match want {
-                Want::Thumbnail(i) => self.thumbnails[i] = Some(img.clone()),
-                Want::Gif(i) => {
-                    let (w, h) = media::fit_within(img.width(), img.height(), self.output.gif_size);
-                    self.gif[i] = Some(image::imageops::resize(
-                        &img,
-                        w,
-                        h,
-                        image::imageops::FilterType::Triangle,
-                    ));
+                Want::Thumbnail(i) => {
+                    write_atomic(
+                        &self.thumbnail_files[i],
+                        &encode_jpeg(&img, self.output.thumbnail_quality)?,
+                    )?;
+                    self.written[i] = true;
                 }
+                Want::Gif(i) => self.gif[i] = Some(resize_within(&img, self.output.gif_size)),
             }
         }
         Ok(if self.targets.is_empty() {
@@ -310,7 +312,15 @@ fn rotate(img: RgbImage, degrees: u32) -> RgbImage {
     }
 }
 
+fn resize_within(img: &RgbImage, max_side: u32) -> RgbImage {
+    let (w, h) = media::fit_within(img.width(), img.height(), max_side);
+    image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle)
+}
+
 /// Write thumbnails (one per video segment) and the preview GIF; return the segment records.
+///
+/// Only the preview's small frames are held in memory; each thumbnail is written as soon as its
+/// frame is decoded.
 pub fn extract(
     path: &Path,
     layout: &Layout,
@@ -322,18 +332,32 @@ pub fn extract(
 ) -> Result<(Vec<NewSegment>, Option<String>)> {
     let dir = layout.thumbnails_dir(video_id);
     let _ = std::fs::remove_dir_all(&dir);
-    let mut thumbnails: Vec<Option<RgbImage>> = vec![None; plan.video.len()];
+    let method = config.video_segmentation_type.as_str();
+    let mut segments: Vec<NewSegment> = plan
+        .video
+        .iter()
+        .map(|(span, key)| NewSegment {
+            segment_id: crate::ids::new("seg"),
+            kind: SegmentKind::Video,
+            start_us: span.start_us,
+            end_us: span.end_us,
+            segmentation_type: method.to_string(),
+            keyframe_us: Some(key.map_or(0, |k| analysis.frames[k].time_us)),
+            keyframe_frame: Some(key.unwrap_or(0) as u64),
+            thumbnail_path: None,
+        })
+        .collect();
+    let files: Vec<PathBuf> = segments
+        .iter()
+        .map(|s| layout.thumbnail(video_id, &s.segment_id))
+        .collect();
+    let mut written = vec![false; segments.len()];
     let mut gif_frames = Vec::new();
     match analysis.info.media_type {
         MediaType::Image => {
-            let img = media::load_image(path)?;
-            let (w, h) = media::fit_within(img.width(), img.height(), output.thumbnail_size);
-            thumbnails[0] = Some(image::imageops::resize(
-                &img,
-                w,
-                h,
-                image::imageops::FilterType::Triangle,
-            ));
+            let img = resize_within(&media::load_image(path)?, output.thumbnail_size);
+            write_atomic(&files[0], &encode_jpeg(&img, output.thumbnail_quality)?)?;
+            written[0] = true;
         }
         MediaType::Video => {
             let mut targets: BTreeMap<u64, Vec<Want>> = BTreeMap::new();
@@ -358,7 +382,8 @@ pub fn extract(
             let mut sink = ExtractSink {
                 targets,
                 rotation,
-                thumbnails,
+                thumbnail_files: files.clone(),
+                written,
                 gif: vec![None; gif_count],
                 output,
             };
@@ -369,46 +394,24 @@ pub fn extract(
                 fast: false,
             };
             media::decode(path, &opts, &mut sink)?;
-            thumbnails = sink.thumbnails;
+            written = sink.written;
             gif_frames = sink.gif.into_iter().flatten().collect();
         }
         MediaType::Audio => {}
     }
-    let method = config.video_segmentation_type.as_str();
-    let mut segments = Vec::with_capacity(plan.video.len() + plan.audio.len());
-    for ((span, key), thumb) in plan.video.iter().zip(thumbnails) {
-        let segment_id = crate::ids::new("seg");
-        let thumbnail_path = match thumb {
-            Some(img) => {
-                let file = layout.thumbnail(video_id, &segment_id);
-                write_atomic(&file, &encode_jpeg(&img, output.thumbnail_quality)?)?;
-                Some(file.to_string_lossy().into_owned())
-            }
-            None => None,
-        };
-        segments.push(NewSegment {
-            segment_id,
-            kind: SegmentKind::Video,
-            start_us: span.start_us,
-            end_us: span.end_us,
-            segmentation_type: method.to_string(),
-            keyframe_us: Some(key.map_or(0, |k| analysis.frames[k].time_us)),
-            keyframe_frame: Some(key.unwrap_or(0) as u64),
-            thumbnail_path,
-        });
+    for ((segment, file), done) in segments.iter_mut().zip(files).zip(written) {
+        segment.thumbnail_path = done.then(|| file.to_string_lossy().into_owned());
     }
-    for span in &plan.audio {
-        segments.push(NewSegment {
-            segment_id: crate::ids::new("seg"),
-            kind: SegmentKind::Audio,
-            start_us: span.start_us,
-            end_us: span.end_us,
-            segmentation_type: config.audio_segmentation_type.as_str().to_string(),
-            keyframe_us: None,
-            keyframe_frame: None,
-            thumbnail_path: None,
-        });
-    }
+    segments.extend(plan.audio.iter().map(|span| NewSegment {
+        segment_id: crate::ids::new("seg"),
+        kind: SegmentKind::Audio,
+        start_us: span.start_us,
+        end_us: span.end_us,
+        segmentation_type: config.audio_segmentation_type.as_str().to_string(),
+        keyframe_us: None,
+        keyframe_frame: None,
+        thumbnail_path: None,
+    }));
     let gif_path = if gif_frames.is_empty() {
         None
     } else {

@@ -113,8 +113,10 @@ pub fn decode(
     let mut summary = DecodeSummary::default();
     let mut packets = 0u64;
     let mut flow = Flow::Continue;
-    let mut packet = ff::Packet::empty();
     while flow == Flow::Continue {
+        // A fresh packet each time: av_read_frame does not release what a packet already holds,
+        // so reusing one leaks every packet's payload (about 1 KB per frame).
+        let mut packet = ff::Packet::empty();
         match packet.read(&mut input) {
             Ok(()) => {}
             Err(ff::Error::Eof) => break,
