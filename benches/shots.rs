@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use videovector::ingest::analyse;
+use videovector::ingest::{analyse, ANALYSIS_SIZE};
 use videovector::media::{decode, DecodeOptions, Flow, FrameSink, VideoFrame};
 use videovector::segment::{ShotConfig, ShotDetector};
 
@@ -43,9 +43,12 @@ impl FrameSink for Collect {
 }
 
 fn bench(c: &mut Criterion) {
+    // The options of the analysis pass (see `ingest::analyse`), without audio.
     let video_only = DecodeOptions {
+        max_side: ANALYSIS_SIZE,
+        video: true,
         audio: false,
-        ..DecodeOptions::default()
+        fast: true,
     };
     for (name, frames) in [("bikes.mp4", 250u64), ("slideshow.mp4", 1000)] {
         let path = fixture(name);

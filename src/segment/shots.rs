@@ -456,22 +456,50 @@ fn to_hsv(rgb: &[u8]) -> Vec<u8> {
         let v = r.max(g).max(b);
         let min = r.min(g).min(b);
         let delta = v - min;
-        let s = if v == 0 { 0 } else { (255 * delta + v / 2) / v };
+        let s = if v == 0 {
+            0
+        } else {
+            div(255 * delta + v / 2, v)
+        };
         let h = if delta == 0 {
             0
         } else {
             let h = if v == r {
-                60 * (g - b) / delta
+                div(60 * (g - b), delta)
             } else if v == g {
-                120 + 60 * (b - r) / delta
+                120 + div(60 * (b - r), delta)
             } else {
-                240 + 60 * (r - g) / delta
+                240 + div(60 * (r - g), delta)
             };
             (if h < 0 { h + 360 } else { h }) / 2
         };
         out.extend_from_slice(&[h as u8, s as u8, v as u8]);
     }
     out
+}
+
+/// `ceil(2^24 / d)` for d in 1..=255: with it, `n / d` for |n| < 2^16 is a multiply and a shift.
+const RECIPROCALS: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut d = 1;
+    while d < 256 {
+        t[d] = (1u64 << 24).div_ceil(d as u64);
+        d += 1;
+    }
+    t
+};
+
+/// `n / d` rounded toward zero, exactly as integer division, for |n| < 2^16 and 1 <= d <= 255:
+/// the reciprocal's error stays under 1/256 while a non-integer quotient is at least 1/255 from
+/// the next integer.
+#[inline]
+fn div(n: i32, d: i32) -> i32 {
+    let q = ((u64::from(n.unsigned_abs()) * RECIPROCALS[d as usize]) >> 24) as i32;
+    if n < 0 {
+        -q
+    } else {
+        q
+    }
 }
 
 /// Mean of |dH| (on the hue circle), |dS| and |dV| over all pixels, averaged over the three channels.
@@ -555,6 +583,15 @@ mod tests {
         check_hsv([128, 128, 128], [0, 0, 128]);
         check_hsv([0, 0, 0], [0, 0, 0]);
         check_hsv([255, 0, 255], [150, 255, 255]);
+    }
+
+    #[test]
+    fn reciprocal_division_equals_integer_division() {
+        for d in 1..=255 {
+            for n in -65_535..=65_535 {
+                assert_eq!(div(n, d), n / d, "{n} / {d}");
+            }
+        }
     }
 
     #[test]
