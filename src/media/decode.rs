@@ -6,7 +6,7 @@ use std::path::Path;
 
 use ffmpeg_next as ff;
 
-use super::probe::{is_real_video, open_input, rational_to_f64};
+use super::probe::{codec_context, is_real_video, open_input, rational_to_f64};
 use crate::error::{Error, Result};
 
 /// Sample rate of the PCM handed to [`FrameSink::audio_samples`]: what Whisper and the pause detector expect.
@@ -218,8 +218,7 @@ impl VideoDecoder {
         let Some(stream) = best.or_else(|| input.streams().find(is_real_video)) else {
             return Ok(None);
         };
-        let mut ctx = ff::codec::context::Context::from_parameters(stream.parameters())
-            .map_err(|e| Error::media(path, format!("bad video stream parameters: {e}")))?;
+        let mut ctx = codec_context(path, &stream, "video")?;
         // Frame threads on every core: decoding runs beside the analysis on the calling thread.
         ctx.set_threading(ff::codec::threading::Config {
             kind: ff::codec::threading::Type::Frame,
@@ -446,9 +445,7 @@ impl AudioDecoder {
         let Some(stream) = input.streams().best(ff::media::Type::Audio) else {
             return Ok(None);
         };
-        let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
-            .map_err(|e| Error::media(path, format!("bad audio stream parameters: {e}")))?;
-        let decoder = ctx
+        let decoder = codec_context(path, &stream, "audio")?
             .decoder()
             .audio()
             .map_err(|e| Error::media(path, format!("cannot open audio decoder: {e}")))?;

@@ -151,19 +151,26 @@ fn codec_name(params: &ff::codec::Parameters) -> String {
     params.id().name().to_string()
 }
 
+/// A codec context for a stream, not opened yet; `what` names the stream in errors.
+pub(super) fn codec_context(
+    path: &Path,
+    stream: &ff::format::stream::Stream,
+    what: &str,
+) -> Result<ff::codec::context::Context> {
+    ff::codec::context::Context::from_parameters(stream.parameters())
+        .map_err(|e| Error::media(path, format!("bad {what} stream parameters: {e}")))
+}
+
 fn video_info(path: &Path, stream: &ff::format::stream::Stream) -> Result<VideoInfo> {
-    let params = stream.parameters();
-    let ctx = ff::codec::context::Context::from_parameters(params.clone())
-        .map_err(|e| Error::media(path, format!("bad video stream parameters: {e}")))?;
-    let decoder = ctx
+    let decoder = codec_context(path, stream, "video")?
         .decoder()
         .video()
-        .map_err(|e| Error::media(path, format!("no decoder for video stream: {e}")))?;
+        .map_err(|e| Error::media(path, format!("no decoder for the video stream: {e}")))?;
     let rate = rational_to_f64(stream.avg_frame_rate())
         .or_else(|| rational_to_f64(stream.rate()))
         .unwrap_or(0.0);
     Ok(VideoInfo {
-        codec: codec_name(&params),
+        codec: codec_name(&stream.parameters()),
         width: decoder.width(),
         height: decoder.height(),
         frame_rate: rate,
@@ -173,15 +180,12 @@ fn video_info(path: &Path, stream: &ff::format::stream::Stream) -> Result<VideoI
 }
 
 fn audio_info(path: &Path, stream: &ff::format::stream::Stream) -> Result<AudioInfo> {
-    let params = stream.parameters();
-    let ctx = ff::codec::context::Context::from_parameters(params.clone())
-        .map_err(|e| Error::media(path, format!("bad audio stream parameters: {e}")))?;
-    let decoder = ctx
+    let decoder = codec_context(path, stream, "audio")?
         .decoder()
         .audio()
-        .map_err(|e| Error::media(path, format!("no decoder for audio stream: {e}")))?;
+        .map_err(|e| Error::media(path, format!("no decoder for the audio stream: {e}")))?;
     Ok(AudioInfo {
-        codec: codec_name(&params),
+        codec: codec_name(&stream.parameters()),
         channels: decoder.channels(),
         sample_rate: decoder.rate(),
     })

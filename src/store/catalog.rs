@@ -332,6 +332,17 @@ impl Catalog {
 
     /// Mark a media item `processing` again (a retry or a resume) and drop its old segments.
     pub fn restart_media(&self, video_id: &str, source_path: &str) -> Result<()> {
+        self.reset_media(video_id, Status::Processing, None, Some(source_path))
+    }
+
+    /// Drop the ingest segmentation of a media item and set its status, in one transaction.
+    fn reset_media(
+        &self,
+        video_id: &str,
+        status: Status,
+        error: Option<&str>,
+        source_path: Option<&str>,
+    ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         tx.execute(
@@ -340,8 +351,8 @@ impl Catalog {
         )
         .map_err(|e| self.err(e))?;
         tx.execute(
-            "UPDATE media SET status = 'processing', error = NULL, source_path = ?2, updated_at = ?3 WHERE video_id = ?1",
-            params![video_id, source_path, now_rfc3339()],
+            "UPDATE media SET status = ?2, error = ?3, source_path = coalesce(?4, source_path), updated_at = ?5 WHERE video_id = ?1",
+            params![video_id, status.as_str(), error, source_path, now_rfc3339()],
         )
         .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
@@ -416,19 +427,7 @@ impl Catalog {
 
     /// Record why a media item failed; its earlier segments, if any, are dropped.
     pub fn fail_media(&self, video_id: &str, error: &str) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        tx.execute(
-            "DELETE FROM segments WHERE video_id = ?1 AND run_id = ''",
-            [video_id],
-        )
-        .map_err(|e| self.err(e))?;
-        tx.execute(
-            "UPDATE media SET status = 'failed', error = ?2, updated_at = ?3 WHERE video_id = ?1",
-            params![video_id, error, now_rfc3339()],
-        )
-        .map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))
+        self.reset_media(video_id, Status::Failed, Some(error), None)
     }
 
     pub fn get_media(&self, video_id: &str) -> Result<Media> {

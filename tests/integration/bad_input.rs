@@ -1,6 +1,6 @@
 //! Bad input: every bad file gets a clear error naming it, and nothing already stored changes.
 
-use crate::common::{fixture, temp_engine};
+use crate::common::{fixture, media_count, temp_engine};
 use videovector::{ErrorKind, IngestOptions, PageRequest, SegmentQuery, Status, VideoSegmentation};
 
 #[test]
@@ -108,15 +108,7 @@ fn a_failed_file_can_be_retried_under_the_same_id() {
         (Status::Failed, failed.video_id),
         "same content, same row"
     );
-    assert_eq!(
-        engine
-            .media()
-            .list(&PageRequest::default())
-            .unwrap()
-            .data
-            .len(),
-        1
-    );
+    assert_eq!(media_count(&engine), 1);
 }
 
 #[test]
@@ -151,15 +143,7 @@ fn malformed_requests_are_errors_that_name_the_field() {
         err.to_string().contains("nope") && err.to_string().contains("index create"),
         "{err}"
     );
-    assert!(
-        engine
-            .media()
-            .list(&PageRequest::default())
-            .unwrap()
-            .data
-            .is_empty(),
-        "a bad request stores nothing"
-    );
+    assert!(media_count(&engine) == 0, "a bad request stores nothing");
 
     let err = engine
         .media()

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use videovector::{Engine, Segment};
+use videovector::{Engine, PageRequest, Segment};
 
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
@@ -77,4 +77,14 @@ pub fn assert_tiles(segments: &[Segment], duration: f64, what: &str) {
             );
         }
     }
+}
+
+/// How many media items the engine holds (first page, which is plenty for tests).
+pub fn media_count(engine: &Engine) -> usize {
+    engine
+        .media()
+        .list(&PageRequest::default())
+        .expect("media list")
+        .data
+        .len()
 }

@@ -1,7 +1,7 @@
 //! Ingest through the library: every segmentation mode on real media, keyframes, thumbnails,
 //! previews, idempotency, pagination and deletion.
 
-use crate::common::{assert_tiles, f64s, fixture, temp_engine, truth_of};
+use crate::common::{assert_tiles, f64s, fixture, media_count, temp_engine, truth_of};
 use videovector::{
     AudioSegmentation, ErrorKind, IngestOptions, MediaType, PageRequest, SegmentKind, SegmentQuery,
     Status, VideoSegmentation,
@@ -339,15 +339,7 @@ fn the_same_file_is_ingested_once_per_index() {
         .unwrap();
     assert_ne!(sport.video_id, first.video_id);
     assert_ne!(playground.video_id, first.video_id);
-    assert_eq!(
-        engine
-            .media()
-            .list(&PageRequest::default())
-            .unwrap()
-            .data
-            .len(),
-        3
-    );
+    assert_eq!(media_count(&engine), 3);
     assert_eq!(
         engine
             .media()
@@ -379,15 +371,7 @@ fn idempotency_keys_return_the_first_result_and_refuse_other_content() {
         err.to_string().contains("upload-42") && err.to_string().contains("bikes.mp4"),
         "{err}"
     );
-    assert_eq!(
-        engine
-            .media()
-            .list(&PageRequest::default())
-            .unwrap()
-            .data
-            .len(),
-        1
-    );
+    assert_eq!(media_count(&engine), 1);
 }
 
 #[test]
@@ -460,12 +444,7 @@ fn segments_paginate_and_deletes_remove_rows_and_files() {
             .kind(),
         ErrorKind::NotFound
     );
-    assert!(engine
-        .media()
-        .list(&PageRequest::default())
-        .unwrap()
-        .data
-        .is_empty());
+    assert!(media_count(&engine) == 0);
 }
 
 #[test]
@@ -525,4 +504,27 @@ fn the_fast_analysis_path_sees_the_same_picture_as_swscale() {
             "{name}: box-averaged YUV and swscale RGB differ by {mad:.1} on average"
         );
     }
+}
+
+#[test]
+fn thumbnails_follow_the_display_rotation() {
+    let info = videovector::media::probe(&fixture("rotated.mp4")).unwrap();
+    let v = info.video.unwrap();
+    assert_eq!(
+        (v.width, v.height, v.rotation),
+        (320, 240, 90),
+        "stored landscape, shown turned 90 degrees clockwise"
+    );
+    let (_dir, engine) = temp_engine();
+    let r = engine
+        .media()
+        .ingest(fixture("rotated.mp4"), &IngestOptions::default())
+        .unwrap();
+    let thumb = image::open(r.segments[0].thumbnail_path.as_ref().unwrap()).unwrap();
+    assert!(
+        thumb.height() > thumb.width(),
+        "thumbnail is upright: {}x{}",
+        thumb.width(),
+        thumb.height()
+    );
 }
