@@ -11,14 +11,8 @@ use videovector::media::{decode, DecodeOptions, Flow, FrameSink, VideoFrame};
 use videovector::segment::{ShotConfig, ShotDetector};
 
 fn fixture(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/media")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `bash fixtures/make.sh`",
-        path.display()
-    );
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/media").join(name);
+    assert!(path.exists(), "{} is missing: run `bash fixtures/make.sh`", path.display());
     path
 }
 
@@ -44,24 +38,14 @@ impl FrameSink for Collect {
 
 fn bench(c: &mut Criterion) {
     // The options of the analysis pass (see `ingest::analyse`), without audio.
-    let video_only = DecodeOptions {
-        max_side: ANALYSIS_SIZE,
-        video: true,
-        audio: false,
-        fast: true,
-    };
+    let video_only = DecodeOptions { max_side: ANALYSIS_SIZE, video: true, audio: false, fast: true };
     for (name, frames) in [("bikes.mp4", 250u64), ("slideshow.mp4", 1000)] {
         let path = fixture(name);
         let mut group = c.benchmark_group(format!("shots/{name}"));
         group.throughput(Throughput::Elements(frames));
         group.sample_size(10);
         group.bench_function("decode+detect", |b| {
-            b.iter(|| {
-                analyse(&path, &ShotConfig::default(), &mut |_| {})
-                    .unwrap()
-                    .cuts
-                    .len()
-            })
+            b.iter(|| analyse(&path, &ShotConfig::default(), &mut |_| {}).unwrap().cuts.len())
         });
         group.bench_function("decode", |b| {
             b.iter(|| {
@@ -76,13 +60,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let mut detector = ShotDetector::new(ShotConfig::default());
                 for (i, (t, w, h, rgb)) in collected.0.iter().enumerate() {
-                    detector.push(&VideoFrame {
-                        index: i as u64,
-                        time_us: *t,
-                        width: *w,
-                        height: *h,
-                        rgb,
-                    });
+                    detector.push(&VideoFrame { index: i as u64, time_us: *t, width: *w, height: *h, rgb });
                 }
                 detector.finish().0.len()
             })

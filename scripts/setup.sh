@@ -25,3 +25,4 @@ fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }
 
 bash fixtures/make.sh
+bash scripts/fetch_models.sh

@@ -11,22 +11,35 @@ use crate::error::{Error, Result};
 use crate::ingest::{self, IngestOptions, Progress};
 use crate::media::MediaType;
 use crate::store::{
-    Catalog, Completed, Index, Layout, Media, MediaScope, NewMedia, Page, PageRequest, Segment,
-    SegmentKind, Status,
+    Catalog, Completed, Index, Layout, Media, MediaScope, NewMedia, Page, PageRequest, Segment, SegmentKind, Space,
+    Status,
 };
+use crate::vectors::{AnnCache, EngineOptions, Models};
 
 /// An open data folder. All state lives on disk: opening the same folder again sees everything.
 pub struct Engine {
     layout: Layout,
     catalog: Catalog,
+    pub(crate) options: EngineOptions,
+    pub(crate) models: Models,
+    pub(crate) ann: AnnCache,
 }
 
 impl Engine {
-    /// Open (creating if needed) the data folder at `dir`.
+    /// Open (creating if needed) the data folder at `dir` with default models.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(dir, EngineOptions::default())
+    }
+
+    /// Open the data folder at `dir` with the given models and ANN settings.
+    pub fn open_with(dir: impl AsRef<Path>, options: EngineOptions) -> Result<Self> {
         let layout = Layout::create(dir.as_ref())?;
         let catalog = Catalog::open(&layout.catalog())?;
-        Ok(Engine { layout, catalog })
+        Ok(Engine { layout, catalog, options, models: Models::default(), ann: AnnCache::default() })
+    }
+
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -44,6 +57,10 @@ impl Engine {
 
     pub fn media(&self) -> MediaResource<'_> {
         MediaResource { engine: self }
+    }
+
+    pub fn search(&self) -> crate::search::Search<'_> {
+        crate::search::Search::new(self)
     }
 }
 
@@ -69,8 +86,17 @@ impl Indexes<'_> {
 
     /// Delete the index, its media, their segments and their files.
     pub fn delete(&self, id_or_name: &str) -> Result<()> {
-        for video_id in self.engine.catalog.delete_index(id_or_name)? {
+        let index_id = self.retrieve(id_or_name)?.index_id;
+        for video_id in self.engine.catalog.delete_index(&index_id)? {
             self.engine.layout.remove_media_files(&video_id)?;
+        }
+        for space in Space::ALL {
+            self.engine.catalog.delete_space(&index_id, space)?;
+        }
+        self.engine.invalidate_ann(&index_id);
+        let dir = self.engine.layout.ann_file(&index_id, "x");
+        if let Some(dir) = dir.parent().filter(|d| d.exists()) {
+            std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         Ok(())
     }
@@ -78,9 +104,7 @@ impl Indexes<'_> {
     /// Media of an index, paginated.
     pub fn list_videos(&self, id_or_name: &str, page: &PageRequest) -> Result<Page<Media>> {
         let index = self.retrieve(id_or_name)?;
-        self.engine
-            .catalog
-            .list_media(MediaScope::Index(&index.index_id), page)
+        self.engine.catalog.list_media(MediaScope::Index(&index.index_id), page)
     }
 }
 
@@ -157,18 +181,13 @@ impl MediaResource<'_> {
                 "applies to a single file; ingest files one by one to give each a key",
             ));
         }
-        let index_id = opts
-            .index
-            .as_deref()
-            .map(|i| self.engine.catalog.get_index(i))
-            .transpose()?
-            .map(|i| i.index_id);
+        let index_id = opts.index.as_deref().map(|i| self.engine.catalog.get_index(i)).transpose()?.map(|i| i.index_id);
+        // A model asked for by name must load before anything is stored.
+        self.engine.visual_model()?;
         let files = expand_paths(paths)?;
         let mut results = Vec::with_capacity(files.len());
         for file in files {
-            let result = self.ingest_file(&file, index_id.as_deref(), opts, &mut |p| {
-                on_progress(&file, p)
-            });
+            let result = self.ingest_file(&file, index_id.as_deref(), opts, &mut |p| on_progress(&file, p));
             results.push(match result {
                 Ok(r) => r,
                 // A broken catalog or a reused idempotency key stops the batch; a bad file does not.
@@ -187,6 +206,7 @@ impl MediaResource<'_> {
                 },
             });
         }
+        self.engine.flush_ann()?;
         Ok(results)
     }
 
@@ -200,12 +220,10 @@ impl MediaResource<'_> {
         let mut results = Vec::new();
         for media in self.engine.catalog.unfinished_media()? {
             let path = PathBuf::from(&media.source_path);
-            self.engine
-                .catalog
-                .restart_media(&media.video_id, &media.source_path)?;
-            results
-                .push(self.process(&media.video_id, &path, opts, &mut |p| on_progress(&path, p))?);
+            self.engine.catalog.restart_media(&media.video_id, &media.source_path)?;
+            results.push(self.process(&media.video_id, &path, opts, &mut |p| on_progress(&path, p))?);
         }
+        self.engine.flush_ann()?;
         Ok(results)
     }
 
@@ -242,8 +260,7 @@ impl MediaResource<'_> {
             }
             None => {
                 let title = opts.title.clone().unwrap_or_else(|| {
-                    path.file_name()
-                        .map_or_else(|| source.clone(), |n| n.to_string_lossy().into_owned())
+                    path.file_name().map_or_else(|| source.clone(), |n| n.to_string_lossy().into_owned())
                 });
                 catalog
                     .insert_media(&NewMedia {
@@ -273,17 +290,9 @@ impl MediaResource<'_> {
             let analysis = ingest::analyse(path, &opts.segmentation.shots, on_progress)?;
             let plan = ingest::plan(&analysis, &opts.segmentation)?;
             on_progress(Progress::Extracting);
-            let (segments, gif) = ingest::extract(
-                path,
-                layout,
-                video_id,
-                &analysis,
-                &plan,
-                &opts.segmentation,
-                &opts.output,
-            )?;
-            let settings =
-                serde_json::to_string(&opts.segmentation).expect("segmentation config serialises");
+            let (segments, gif) =
+                ingest::extract(path, layout, video_id, &analysis, &plan, &opts.segmentation, &opts.output)?;
+            let settings = serde_json::to_string(&opts.segmentation).expect("segmentation config serialises");
             let warnings: Vec<String> = (analysis.decode_errors > 0)
                 .then(|| {
                     format!(
@@ -312,21 +321,40 @@ impl MediaResource<'_> {
             }
             layout.remove_media_files(video_id)?;
             self.engine.catalog.fail_media(video_id, &e.to_string())?;
+            return self.result(video_id, false);
         }
-        self.result(video_id, false)
+        on_progress(Progress::Embedding);
+        let mut result = self.result(video_id, false)?;
+        // Keyframe vectors; segments of this scope left without them by an earlier kill are
+        // embedded too. Failing here leaves the media completed, to be embedded later.
+        let scope = self.retrieve(video_id)?.index_id.unwrap_or_default();
+        let embedded = self
+            .engine
+            .catalog
+            .segments_without_vectors(Some(&scope), Space::Visual)
+            .and_then(|todo| self.engine.embed_keyframes(&todo));
+        match embedded {
+            Ok(_) => {
+                if let Some(reason) = self.engine.model_off_reason(Space::Visual) {
+                    result.warnings.push(format!(
+                        "keyframes were not embedded: no visual model ({}): {reason}",
+                        crate::embed::DEFAULT_VISUAL_MODEL
+                    ));
+                }
+            }
+            Err(e @ Error::Catalog { .. }) => return Err(e),
+            Err(e) => {
+                result.warnings.push(format!("keyframes were not embedded: {e}; run `videovector embed` to retry"))
+            }
+        }
+        Ok(result)
     }
 
     fn result(&self, video_id: &str, deduplicated: bool) -> Result<IngestResult> {
         let m = self.retrieve(video_id)?;
         let (segments, audio_segments) = if m.status == Status::Completed {
-            let video = self
-                .engine
-                .catalog
-                .all_segments(video_id, SegmentKind::Video)?;
-            let audio = self
-                .engine
-                .catalog
-                .all_segments(video_id, SegmentKind::Audio)?;
+            let video = self.engine.catalog.all_segments(video_id, SegmentKind::Video)?;
+            let audio = self.engine.catalog.all_segments(video_id, SegmentKind::Audio)?;
             if video.is_empty() {
                 (audio, Vec::new())
             } else {
@@ -363,9 +391,13 @@ impl MediaResource<'_> {
         self.engine.catalog.list_media(MediaScope::Playground, page)
     }
 
-    /// Delete a media item, its segments, thumbnails and preview.
+    /// Delete a media item, its segments, vectors, thumbnails and preview.
     pub fn delete(&self, video_id: &str) -> Result<()> {
+        let scope = self.retrieve(video_id)?.index_id.unwrap_or_default();
         self.engine.catalog.delete_media(video_id)?;
+        // Its vectors went with its segments; the scope's ANN files no longer match the
+        // catalog and are rebuilt on next use.
+        self.engine.invalidate_ann(&scope);
         self.engine.layout.remove_media_files(video_id)
     }
 
@@ -378,16 +410,11 @@ impl MediaResource<'_> {
                 _ => SegmentKind::Video,
             },
         };
-        self.engine
-            .catalog
-            .list_segments(video_id, Some(kind), &query.page)
+        self.engine.catalog.list_segments(video_id, Some(kind), &query.page)
     }
 
     pub fn batch_retrieve(&self, video_ids: &[String]) -> Result<Batch<Media>> {
-        let mut batch = Batch {
-            data: Vec::new(),
-            not_found: Vec::new(),
-        };
+        let mut batch = Batch { data: Vec::new(), not_found: Vec::new() };
         for id in video_ids {
             match self.retrieve(id) {
                 Ok(m) => batch.data.push(m),
@@ -424,10 +451,7 @@ fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
                 .map_err(|e| Error::io(p, e))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|e| {
-                    !e.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-                })
+                .filter(|e| !e.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
                 .collect();
             entries.sort();
             out.extend(expand_paths(&entries)?);
@@ -452,17 +476,10 @@ fn hash_file(path: &Path) -> Result<(String, u64)> {
         hasher.update(&buf[..n]);
         size += n as u64;
     }
-    let hash = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
     Ok((hash, size))
 }
 
 fn absolute(path: &Path) -> String {
-    std::path::absolute(path)
-        .unwrap_or_else(|_| path.to_path_buf())
-        .to_string_lossy()
-        .into_owned()
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()).to_string_lossy().into_owned()
 }

@@ -18,11 +18,7 @@ pub enum Error {
 
     /// An id or name that does not exist (HTTP 404).
     #[error("{kind} not found: {id}{hint}")]
-    NotFound {
-        kind: &'static str,
-        id: String,
-        hint: String,
-    },
+    NotFound { kind: &'static str, id: String, hint: String },
 
     /// The write conflicts with something already stored (HTTP 409).
     #[error("conflict: {0}")]
@@ -34,14 +30,23 @@ pub enum Error {
 
     /// A file or folder could not be read or written.
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 
     /// The catalog (SQLite) failed.
     #[error("catalog {path}: {message}")]
     Catalog { path: PathBuf, message: String },
+
+    /// A model's files are not where they were looked for.
+    #[error("model {model} is missing {}: {hint}", missing.join(", "))]
+    ModelMissing { model: String, missing: Vec<String>, hint: String },
+
+    /// A model failed to load or run.
+    #[error("model {model}: {message}")]
+    Model { model: String, message: String },
+
+    /// Vectors of one space were made by another model than the one asked to search or add to it.
+    #[error("model mismatch: {0}")]
+    ModelMismatch(String),
 
     /// The work was stopped on request (cooperative cancellation).
     #[error("cancelled")]
@@ -81,36 +86,24 @@ impl Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Media { .. } => ErrorKind::Unprocessable,
-            Error::Io { .. } | Error::Catalog { .. } | Error::Cancelled => ErrorKind::Internal,
+            Error::ModelMissing { .. } | Error::ModelMismatch(_) => ErrorKind::Conflict,
+            Error::Io { .. } | Error::Catalog { .. } | Error::Model { .. } | Error::Cancelled => ErrorKind::Internal,
         }
     }
 
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::InvalidRequest {
-            field: field.into(),
-            message: message.into(),
-        }
+        Error::InvalidRequest { field: field.into(), message: message.into() }
     }
 
     pub(crate) fn not_found(kind: &'static str, id: impl Into<String>) -> Self {
-        Error::NotFound {
-            kind,
-            id: id.into(),
-            hint: String::new(),
-        }
+        Error::NotFound { kind, id: id.into(), hint: String::new() }
     }
 
     pub(crate) fn media(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Media {
-            path: path.into(),
-            message: message.into(),
-        }
+        Error::Media { path: path.into(), message: message.into() }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 }

@@ -10,9 +10,7 @@ pub fn new(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     h.write_u128(nanos);
     h.write_u32(std::process::id());
     format!("{prefix}_{:016x}", h.finish())
@@ -22,11 +20,8 @@ pub fn new(prefix: &str) -> String {
 mod tests {
     #[test]
     fn ids_have_the_prefix_and_do_not_repeat() {
-        let ids: std::collections::HashSet<String> =
-            (0..10_000).map(|_| super::new("seg")).collect();
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| super::new("seg")).collect();
         assert_eq!(ids.len(), 10_000);
-        assert!(ids
-            .iter()
-            .all(|id| id.starts_with("seg_") && id.len() == 20));
+        assert!(ids.iter().all(|id| id.starts_with("seg_") && id.len() == 20));
     }
 }

@@ -12,12 +12,10 @@ use image::{codecs::gif::GifEncoder, codecs::jpeg::JpegEncoder, Delay, Frame, Rg
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::media::{
-    self, DecodeOptions, Flow, FrameSink, MediaInfo, MediaType, VideoFrame, ANALYSIS_SAMPLE_RATE,
-};
+use crate::media::{self, DecodeOptions, Flow, FrameSink, MediaInfo, MediaType, VideoFrame, ANALYSIS_SAMPLE_RATE};
 use crate::segment::{
-    audio_spans, choose_keyframe, validate_tiling, video_spans, AudioEnergy, Cut, FrameStats,
-    SegmentationConfig, ShotConfig, ShotDetector, Span,
+    audio_spans, choose_keyframe, validate_tiling, video_spans, AudioEnergy, Cut, FrameStats, SegmentationConfig,
+    ShotConfig, ShotDetector, Span,
 };
 use crate::store::{write_atomic, Layout, NewSegment, SegmentKind};
 
@@ -53,13 +51,7 @@ pub struct OutputConfig {
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig {
-            thumbnail_size: 480,
-            thumbnail_quality: 85,
-            gif_frames: 24,
-            gif_size: 160,
-            gif_frame_ms: 250,
-        }
+        OutputConfig { thumbnail_size: 480, thumbnail_quality: 85, gif_frames: 24, gif_size: 160, gif_frame_ms: 250 }
     }
 }
 
@@ -87,6 +79,8 @@ pub enum Progress {
     Analysing(f32),
     /// Writing keyframes and the preview.
     Extracting,
+    /// Embedding keyframes.
+    Embedding,
 }
 
 /// A decoded frame on its way to the detector thread.
@@ -122,9 +116,7 @@ impl FrameSink for AnalysisSink<'_> {
             }
         }
         if frame.index % 50 == 0 && self.expected_frames > 0.0 {
-            (self.on_progress)(Progress::Analysing(
-                (frame.index as f64 / self.expected_frames).min(1.0) as f32,
-            ));
+            (self.on_progress)(Progress::Analysing((frame.index as f64 / self.expected_frames).min(1.0) as f32));
         }
         Ok(Flow::Continue)
     }
@@ -136,11 +128,7 @@ impl FrameSink for AnalysisSink<'_> {
 }
 
 /// Probe and decode `path` once: shot measurements for video, loudness for audio.
-pub fn analyse(
-    path: &Path,
-    shots: &ShotConfig,
-    on_progress: &mut dyn FnMut(Progress),
-) -> Result<Analysis> {
+pub fn analyse(path: &Path, shots: &ShotConfig, on_progress: &mut dyn FnMut(Progress)) -> Result<Analysis> {
     let info = media::probe(path)?;
     if info.media_type == MediaType::Image {
         return Ok(Analysis {
@@ -157,12 +145,8 @@ pub fn analyse(
         (Some(v), Some(d)) => v.frame_rate * d,
         _ => 0.0,
     };
-    let opts = DecodeOptions {
-        max_side: ANALYSIS_SIZE,
-        video: info.video.is_some(),
-        audio: info.audio.is_some(),
-        fast: true,
-    };
+    let opts =
+        DecodeOptions { max_side: ANALYSIS_SIZE, video: info.video.is_some(), audio: info.audio.is_some(), fast: true };
     let (tx, rx) = std::sync::mpsc::sync_channel::<OwnedFrame>(16);
     let (summary, (cuts, frames), energy) = std::thread::scope(|scope| {
         let detector = scope.spawn(|| {
@@ -197,19 +181,9 @@ pub fn analyse(
         (summary.audio_samples as i64 * 1_000_000) / i64::from(ANALYSIS_SAMPLE_RATE)
     };
     if duration_us <= 0 {
-        return Err(Error::media(
-            path,
-            "no audio samples or video frames could be decoded",
-        ));
+        return Err(Error::media(path, "no audio samples or video frames could be decoded"));
     }
-    Ok(Analysis {
-        info,
-        duration_us,
-        frames,
-        cuts,
-        audio_db,
-        decode_errors: summary.decode_errors,
-    })
+    Ok(Analysis { info, duration_us, frames, cuts, audio_db, decode_errors: summary.decode_errors })
 }
 
 /// Segments planned for a file, before they are written.
@@ -238,11 +212,7 @@ pub fn plan(analysis: &Analysis, config: &SegmentationConfig) -> Result<Plan> {
                 .collect()
         }
     };
-    let audio = if analysis.info.audio.is_some() {
-        audio_spans(config, &analysis.audio_db, d)
-    } else {
-        Vec::new()
-    };
+    let audio = if analysis.info.audio.is_some() { audio_spans(config, &analysis.audio_db, d) } else { Vec::new() };
     let video_only: Vec<Span> = video.iter().map(|(s, _)| *s).collect();
     if !video_only.is_empty() {
         validate_tiling(&video_only, d)?;
@@ -286,20 +256,13 @@ impl FrameSink for ExtractSink<'_> {
         for want in wants {
             match want {
                 Want::Thumbnail(i) => {
-                    write_atomic(
-                        &self.thumbnail_files[i],
-                        &encode_jpeg(&img, self.output.thumbnail_quality)?,
-                    )?;
+                    write_atomic(&self.thumbnail_files[i], &encode_jpeg(&img, self.output.thumbnail_quality)?)?;
                     self.written[i] = true;
                 }
                 Want::Gif(i) => self.gif[i] = Some(resize_within(&img, self.output.gif_size)),
             }
         }
-        Ok(if self.targets.is_empty() {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        })
+        Ok(if self.targets.is_empty() { Flow::Stop } else { Flow::Continue })
     }
 }
 
@@ -347,10 +310,7 @@ pub fn extract(
             thumbnail_path: None,
         })
         .collect();
-    let files: Vec<PathBuf> = segments
-        .iter()
-        .map(|s| layout.thumbnail(video_id, &s.segment_id))
-        .collect();
+    let files: Vec<PathBuf> = segments.iter().map(|s| layout.thumbnail(video_id, &s.segment_id)).collect();
     let mut written = vec![false; segments.len()];
     let mut gif_frames = Vec::new();
     match analysis.info.media_type {
@@ -363,20 +323,14 @@ pub fn extract(
             let mut targets: BTreeMap<u64, Vec<Want>> = BTreeMap::new();
             for (i, (_, key)) in plan.video.iter().enumerate() {
                 if let Some(k) = key {
-                    targets
-                        .entry(*k as u64)
-                        .or_default()
-                        .push(Want::Thumbnail(i));
+                    targets.entry(*k as u64).or_default().push(Want::Thumbnail(i));
                 }
             }
             let n = analysis.frames.len();
             let gif_count = (output.gif_frames as usize).min(n);
             for g in 0..gif_count {
                 let frame = (g * n + n / 2) / gif_count.max(1);
-                targets
-                    .entry(frame.min(n - 1) as u64)
-                    .or_default()
-                    .push(Want::Gif(g));
+                targets.entry(frame.min(n - 1) as u64).or_default().push(Want::Gif(g));
             }
             let rotation = analysis.info.video.as_ref().map_or(0, |v| v.rotation);
             let mut sink = ExtractSink {
@@ -387,12 +341,7 @@ pub fn extract(
                 gif: vec![None; gif_count],
                 output,
             };
-            let opts = DecodeOptions {
-                max_side: output.thumbnail_size,
-                video: true,
-                audio: false,
-                fast: false,
-            };
+            let opts = DecodeOptions { max_side: output.thumbnail_size, video: true, audio: false, fast: false };
             media::decode(path, &opts, &mut sink)?;
             written = sink.written;
             gif_frames = sink.gif.into_iter().flatten().collect();
@@ -434,17 +383,11 @@ fn encode_gif(frames: &[RgbImage], frame_ms: u32) -> Result<Vec<u8>> {
     let mut buf = Cursor::new(Vec::new());
     {
         let mut enc = GifEncoder::new_with_speed(&mut buf, 20);
-        enc.set_repeat(image::codecs::gif::Repeat::Infinite)
-            .map_err(|e| Error::media("<preview>", e.to_string()))?;
+        enc.set_repeat(image::codecs::gif::Repeat::Infinite).map_err(|e| Error::media("<preview>", e.to_string()))?;
         for f in frames {
             let rgba = image::DynamicImage::ImageRgb8(f.clone()).to_rgba8();
-            enc.encode_frame(Frame::from_parts(
-                rgba,
-                0,
-                0,
-                Delay::from_numer_denom_ms(frame_ms, 1),
-            ))
-            .map_err(|e| Error::media("<preview>", format!("GIF encoding failed: {e}")))?;
+            enc.encode_frame(Frame::from_parts(rgba, 0, 0, Delay::from_numer_denom_ms(frame_ms, 1)))
+                .map_err(|e| Error::media("<preview>", format!("GIF encoding failed: {e}")))?;
         }
     }
     Ok(buf.into_inner())

@@ -17,17 +17,21 @@
 //! # Ok::<(), videovector::Error>(())
 //! ```
 
+pub mod embed;
 pub mod engine;
 pub mod error;
 mod ids;
 pub mod ingest;
 pub mod media;
+pub mod search;
 pub mod segment;
 pub mod store;
+pub mod vectors;
 
 pub use engine::{Batch, Engine, IngestResult, SegmentQuery, StatusSnapshot};
 pub use error::{Error, ErrorKind, Result};
 pub use ingest::{IngestOptions, OutputConfig, Progress};
 pub use media::{MediaInfo, MediaType};
 pub use segment::{AudioSegmentation, SegmentationConfig, VideoSegmentation};
-pub use store::{Index, Media, Page, PageRequest, Segment, SegmentKind, Status};
+pub use store::{Index, Media, Page, PageRequest, Segment, SegmentKind, Space, Status};
+pub use vectors::{EngineOptions, ModelChoice};

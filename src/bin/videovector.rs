@@ -7,9 +7,10 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use videovector::search::{ImageInput, ImageSearch, MultimodalSearch, TextSearch};
 use videovector::{
-    ingest, AudioSegmentation, Engine, IngestOptions, IngestResult, PageRequest, Progress,
-    SegmentKind, SegmentQuery, Status, VideoSegmentation,
+    ingest, AudioSegmentation, Engine, EngineOptions, IngestOptions, IngestResult, ModelChoice, PageRequest, Progress,
+    SegmentKind, SegmentQuery, Space, Status, VideoSegmentation,
 };
 
 #[derive(Parser)]
@@ -20,16 +21,19 @@ use videovector::{
 )]
 struct Cli {
     /// Data folder (catalog, thumbnails, previews); created if missing.
-    #[arg(
-        long,
-        global = true,
-        env = "VIDEOVECTOR_DATA_DIR",
-        default_value = "data"
-    )]
+    #[arg(long, global = true, env = "VIDEOVECTOR_DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
     /// Print JSON (field names as in the API) instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Image-text model for keyframes and queries: a folder in the HF layout or a model id
+    /// (default: openai/clip-vit-base-patch32 when its files are found; "off" to disable).
+    #[arg(long, global = true, env = "VIDEOVECTOR_VISUAL_MODEL")]
+    visual_model: Option<String>,
+    /// Sentence encoder for transcripts and metadata: a folder or a model id
+    /// (default: sentence-transformers/all-MiniLM-L6-v2; "off" to disable).
+    #[arg(long, global = true, env = "VIDEOVECTOR_TEXT_MODEL")]
+    text_model: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,12 +52,82 @@ enum Command {
     /// List, show, check and delete media.
     #[command(subcommand)]
     Media(MediaCommand),
+    /// Search segments by text, image or both.
+    #[command(subcommand)]
+    Search(SearchCommand),
+    /// Embed keyframes that have no vector yet (after adding a visual model), or all of them again.
+    Embed {
+        /// Only this index (id or name); default: every index and the playground.
+        #[arg(long)]
+        index: Option<String>,
+        /// Drop the existing visual vectors first (to move to another model).
+        #[arg(long)]
+        reembed: bool,
+    },
+    /// Raw vectors: per segment of a video, or of a text.
+    #[command(subcommand)]
+    Embeddings(EmbeddingsCommand),
     /// Detect shot boundaries in a file without ingesting it.
     Shots {
         path: PathBuf,
         /// Also print the per-frame measurements.
         #[arg(long)]
         stats: bool,
+    },
+}
+
+#[derive(Args)]
+struct SearchScope {
+    /// Index id or name; without it, playground media is searched.
+    #[arg(long)]
+    index: Option<String>,
+    /// Results to return (1-1000).
+    #[arg(long, default_value_t = 10)]
+    top_k: usize,
+    /// Only segments of these prompt runs.
+    #[arg(long = "run-id")]
+    run_ids: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum SearchCommand {
+    /// Keyframes (and transcripts, where there are any) that match a text.
+    Text {
+        query: String,
+        #[command(flatten)]
+        scope: SearchScope,
+    },
+    /// Keyframes that look like an image.
+    Image {
+        path: PathBuf,
+        #[command(flatten)]
+        scope: SearchScope,
+    },
+    /// Keyframes scored by text_weight * cos(text) + image_weight * cos(image).
+    Multimodal {
+        #[arg(long)]
+        text: Option<String>,
+        #[arg(long)]
+        image: Option<PathBuf>,
+        #[arg(long, default_value_t = 0.5)]
+        text_weight: f32,
+        #[arg(long, default_value_t = 0.5)]
+        image_weight: f32,
+        #[command(flatten)]
+        scope: SearchScope,
+    },
+}
+
+#[derive(Subcommand)]
+enum EmbeddingsCommand {
+    /// Stored vectors of every segment of a completed video.
+    Video { video_id: String },
+    /// The vector of a text.
+    Text {
+        text: String,
+        /// visual (CLIP text tower, comparable with keyframes) or transcript (sentence encoder).
+        #[arg(long, default_value = "visual", value_parser = parse_space)]
+        space: Space,
     },
 }
 
@@ -149,6 +223,21 @@ fn parse_audio_seg(s: &str) -> Result<AudioSegmentation, String> {
     s.parse().map_err(|e: videovector::Error| e.to_string())
 }
 
+fn parse_space(s: &str) -> Result<Space, String> {
+    Space::ALL
+        .into_iter()
+        .find(|sp| sp.as_str() == s)
+        .ok_or_else(|| format!("{s:?} is not one of visual, transcript, metadata"))
+}
+
+fn model_choice(arg: Option<String>) -> ModelChoice {
+    match arg.as_deref() {
+        None => ModelChoice::Default,
+        Some("off") => ModelChoice::Off,
+        Some(spec) => ModelChoice::Use(spec.to_string()),
+    }
+}
+
 fn parse_kind(s: &str) -> Result<SegmentKind, String> {
     match s {
         "video" => Ok(SegmentKind::Video),
@@ -177,15 +266,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Shots { path, stats } = &cli.command {
         return shots(path, *stats, cli.json);
     }
-    let engine = Engine::open(&cli.data_dir)
+    let options = EngineOptions {
+        visual_model: model_choice(cli.visual_model),
+        text_model: model_choice(cli.text_model),
+        ..Default::default()
+    };
+    let engine = Engine::open_with(&cli.data_dir, options)
         .with_context(|| format!("cannot open data folder {}", cli.data_dir.display()))?;
     let json = cli.json;
     match cli.command {
         Command::Index(cmd) => match cmd {
-            IndexCommand::Create {
-                name,
-                idempotency_key,
-            } => {
+            IndexCommand::Create { name, idempotency_key } => {
                 let index = engine.indexes().create(&name, idempotency_key.as_deref())?;
                 if json {
                     print(&index)?;
@@ -199,10 +290,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     print(&serde_json::json!({ "data": indexes }))?;
                 } else {
                     for i in indexes {
-                        println!(
-                            "{}\t{}\t{} media\t{}",
-                            i.index_id, i.name, i.video_count, i.created_at
-                        );
+                        println!("{}\t{}\t{} media\t{}", i.index_id, i.name, i.video_count, i.created_at);
                     }
                 }
             }
@@ -211,10 +299,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 if json {
                     print(&i)?;
                 } else {
-                    println!(
-                        "{}\t{}\t{} media\t{}",
-                        i.index_id, i.name, i.video_count, i.created_at
-                    );
+                    println!("{}\t{}\t{} media\t{}", i.index_id, i.name, i.video_count, i.created_at);
                 }
             }
             IndexCommand::Delete { index } => {
@@ -227,21 +312,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ingest(args) => return ingest_cmd(&engine, args, json),
         Command::Resume => {
             let bar = progress_bar();
-            let results = engine
-                .media()
-                .resume(&IngestOptions::default(), &mut |p, prog| {
-                    show_progress(&bar, p, prog)
-                })?;
+            let results =
+                engine.media().resume(&IngestOptions::default(), &mut |p, prog| show_progress(&bar, p, prog))?;
             bar.finish_and_clear();
             return report(&results, json);
         }
         Command::Segments(args) => {
             let mut query = SegmentQuery {
                 kind: args.kind,
-                page: PageRequest {
-                    limit: args.limit.or(Some(1000)),
-                    cursor: args.cursor,
-                },
+                page: PageRequest { limit: args.limit.or(Some(1000)), cursor: args.cursor },
             };
             loop {
                 let page = engine.media().list_segments(&args.video_id, &query)?;
@@ -274,12 +353,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Media(cmd) => match cmd {
-            MediaCommand::List {
-                index,
-                playground,
-                limit,
-                cursor,
-            } => {
+            MediaCommand::List { index, playground, limit, cursor } => {
                 let page = PageRequest { limit, cursor };
                 let page = match (index, playground) {
                     (Some(i), _) => engine.indexes().list_videos(&i, &page)?,
@@ -319,12 +393,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     print(&batch)?;
                 } else {
                     for s in &batch.data {
-                        println!(
-                            "{}\t{}\t{}",
-                            s.video_id,
-                            s.status.as_str(),
-                            s.error.as_deref().unwrap_or("")
-                        );
+                        println!("{}\t{}\t{}", s.video_id, s.status.as_str(), s.error.as_deref().unwrap_or(""));
                     }
                     for id in &batch.not_found {
                         println!("{id}\tnot found");
@@ -341,6 +410,63 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     print(&serde_json::json!({ "deleted": video_id }))?;
                 }
             }
+        },
+        Command::Search(cmd) => {
+            let response = match cmd {
+                SearchCommand::Text { query, scope } => engine.search().text(
+                    scope.index.as_deref(),
+                    &TextSearch { query, top_k: Some(scope.top_k), run_ids: scope.run_ids },
+                )?,
+                SearchCommand::Image { path, scope } => engine.search().image(
+                    scope.index.as_deref(),
+                    &ImageSearch {
+                        image_data: ImageInput::Path(path),
+                        top_k: Some(scope.top_k),
+                        run_ids: scope.run_ids,
+                    },
+                )?,
+                SearchCommand::Multimodal { text, image, text_weight, image_weight, scope } => {
+                    engine.search().multimodal(
+                        scope.index.as_deref(),
+                        &MultimodalSearch {
+                            text_query: text,
+                            image_data: image.map(ImageInput::Path),
+                            text_weight: Some(text_weight),
+                            image_weight: Some(image_weight),
+                            top_k: Some(scope.top_k),
+                            run_ids: scope.run_ids,
+                        },
+                    )?
+                }
+            };
+            if json {
+                print(&response)?;
+            } else {
+                for h in &response.results {
+                    println!(
+                        "{:.4}\t{}\t{}\t{:.3}-{:.3}\t{}\t{}",
+                        h.score,
+                        h.segment_id,
+                        h.video_id,
+                        h.start,
+                        h.end,
+                        h.modality,
+                        h.thumbnail_path.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        Command::Embed { index, reembed } => {
+            let n = engine.embed(index.as_deref(), reembed)?;
+            if json {
+                print(&serde_json::json!({ "embedded": n }))?;
+            } else {
+                println!("embedded {n} keyframes");
+            }
+        }
+        Command::Embeddings(cmd) => match cmd {
+            EmbeddingsCommand::Video { video_id } => print(&engine.embeddings().video(&video_id)?)?,
+            EmbeddingsCommand::Text { text, space } => print(&engine.embeddings().text(&text, space)?)?,
         },
         Command::Shots { .. } => unreachable!("handled before opening the engine"),
     }
@@ -359,11 +485,7 @@ fn ingest_cmd(engine: &Engine, args: IngestArgs, json: bool) -> Result<ExitCode>
     opts.segmentation.audio_segmentation_type = args.audio_segmentation;
     opts.segmentation.audio_segment_duration = args.audio_segment_duration;
     let bar = progress_bar();
-    let results = engine
-        .media()
-        .ingest_many(&args.paths, &opts, &mut |p, prog| {
-            show_progress(&bar, p, prog)
-        })?;
+    let results = engine.media().ingest_many(&args.paths, &opts, &mut |p, prog| show_progress(&bar, p, prog))?;
     bar.finish_and_clear();
     report(&results, json)
 }
@@ -382,11 +504,7 @@ fn report(results: &[IngestResult], json: bool) -> Result<ExitCode> {
                 r.media_type.map_or("-", |t| t.as_str()),
                 r.duration.map_or("-".into(), |d| format!("{d:.3}s")),
                 r.segments.len(),
-                if r.deduplicated {
-                    " (already ingested)"
-                } else {
-                    ""
-                },
+                if r.deduplicated { " (already ingested)" } else { "" },
                 r.source_path
             );
         }
@@ -413,16 +531,14 @@ fn progress_bar() -> ProgressBar {
 }
 
 fn show_progress(bar: &ProgressBar, path: &Path, progress: Progress) {
-    let name = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     match progress {
         Progress::Analysing(f) => {
             bar.set_message(format!("analysing {name}"));
             bar.set_position((f * 1000.0) as u64);
         }
         Progress::Extracting => bar.set_message(format!("keyframes {name}")),
+        Progress::Embedding => bar.set_message(format!("embedding {name}")),
     }
 }
 
@@ -452,19 +568,9 @@ fn shots(path: &Path, stats: bool, json: bool) -> Result<ExitCode> {
         print(&out)?;
     } else {
         for c in &analysis.cuts {
-            println!(
-                "{:>8.3}s\tframe {:>6}\t{:?}\t{:.2}",
-                c.time_us as f64 / 1e6,
-                c.frame,
-                c.kind,
-                c.score
-            );
+            println!("{:>8.3}s\tframe {:>6}\t{:?}\t{:.2}", c.time_us as f64 / 1e6, c.frame, c.kind, c.score);
         }
-        eprintln!(
-            "{} cuts in {frames} frames, {:.0} frames/s",
-            analysis.cuts.len(),
-            frames as f64 / seconds.max(1e-9)
-        );
+        eprintln!("{} cuts in {frames} frames, {:.0} frames/s", analysis.cuts.len(), frames as f64 / seconds.max(1e-9));
     }
     Ok(ExitCode::SUCCESS)
 }

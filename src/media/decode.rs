@@ -34,12 +34,7 @@ pub struct DecodeOptions {
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        DecodeOptions {
-            max_side: 256,
-            video: true,
-            audio: true,
-            fast: false,
-        }
+        DecodeOptions { max_side: 256, video: true, audio: true, fast: false }
     }
 }
 
@@ -90,23 +85,11 @@ pub struct DecodeSummary {
 }
 
 /// Decode `path` once, feeding `sink`. Stops early when the sink returns [`Flow::Stop`].
-pub fn decode(
-    path: &Path,
-    opts: &DecodeOptions,
-    sink: &mut dyn FrameSink,
-) -> Result<DecodeSummary> {
+pub fn decode(path: &Path, opts: &DecodeOptions, sink: &mut dyn FrameSink) -> Result<DecodeSummary> {
     super::init();
     let mut input = open_input(path)?;
-    let mut video = if opts.video {
-        VideoDecoder::open(path, &input, opts)?
-    } else {
-        None
-    };
-    let mut audio = if opts.audio {
-        AudioDecoder::open(path, &input)?
-    } else {
-        None
-    };
+    let mut video = if opts.video { VideoDecoder::open(path, &input, opts)? } else { None };
+    let mut audio = if opts.audio { AudioDecoder::open(path, &input)? } else { None };
     if video.is_none() && audio.is_none() {
         return Err(Error::media(path, "no video or audio stream to decode"));
     }
@@ -124,12 +107,7 @@ pub fn decode(
                 summary.decode_errors += 1;
                 continue;
             }
-            Err(e) => {
-                return Err(Error::media(
-                    path,
-                    format!("read error after {packets} packets: {e}"),
-                ))
-            }
+            Err(e) => return Err(Error::media(path, format!("read error after {packets} packets: {e}"))),
         }
         packets += 1;
         let index = packet.stream();
@@ -163,10 +141,7 @@ pub fn decode(
     if packets == 0 || summary.decode_errors as f64 > MAX_ERROR_SHARE * packets.max(1) as f64 {
         return Err(Error::media(
             path,
-            format!(
-                "corrupt: {} of {} packets could not be read or decoded",
-                summary.decode_errors, packets
-            ),
+            format!("corrupt: {} of {} packets could not be read or decoded", summary.decode_errors, packets),
         ));
     }
     if let Some(v) = &video {
@@ -174,10 +149,7 @@ pub fn decode(
         summary.frame_duration_us = v.frame_us;
         summary.video_end_us = v.last_us.map_or(0, |t| t + v.frame_us);
         if v.next_index == 0 && flow == Flow::Continue {
-            return Err(Error::media(
-                path,
-                "the video stream has no decodable frames",
-            ));
+            return Err(Error::media(path, "the video stream has no decodable frames"));
         }
     }
     if let Some(a) = &audio {
@@ -194,10 +166,7 @@ struct VideoDecoder {
     frame_us: i64,
     max_side: u32,
     fast: bool,
-    scaler: Option<(
-        ff::software::scaling::Context,
-        (u32, u32, ff::format::Pixel),
-    )>,
+    scaler: Option<(ff::software::scaling::Context, (u32, u32, ff::format::Pixel))>,
     decoded: ff::frame::Video,
     rgb: ff::frame::Video,
     packed: Vec<u8>,
@@ -206,15 +175,8 @@ struct VideoDecoder {
 }
 
 impl VideoDecoder {
-    fn open(
-        path: &Path,
-        input: &ff::format::context::Input,
-        opts: &DecodeOptions,
-    ) -> Result<Option<Self>> {
-        let best = input
-            .streams()
-            .best(ff::media::Type::Video)
-            .filter(is_real_video);
+    fn open(path: &Path, input: &ff::format::context::Input, opts: &DecodeOptions) -> Result<Option<Self>> {
+        let best = input.streams().best(ff::media::Type::Video).filter(is_real_video);
         let Some(stream) = best.or_else(|| input.streams().find(is_real_video)) else {
             return Ok(None);
         };
@@ -232,25 +194,16 @@ impl VideoDecoder {
                 (*raw).flags2 |= ff::ffi::AV_CODEC_FLAG2_FAST;
             }
         }
-        let decoder = ctx
-            .decoder()
-            .video()
-            .map_err(|e| Error::media(path, format!("cannot open video decoder: {e}")))?;
-        let rate =
-            rational_to_f64(stream.avg_frame_rate()).or_else(|| rational_to_f64(stream.rate()));
-        let frame_us = rate
-            .filter(|r| *r > 0.0 && *r < 1000.0)
-            .map_or(FALLBACK_FRAME_US, |r| (1e6 / r).round() as i64);
+        let decoder =
+            ctx.decoder().video().map_err(|e| Error::media(path, format!("cannot open video decoder: {e}")))?;
+        let rate = rational_to_f64(stream.avg_frame_rate()).or_else(|| rational_to_f64(stream.rate()));
+        let frame_us = rate.filter(|r| *r > 0.0 && *r < 1000.0).map_or(FALLBACK_FRAME_US, |r| (1e6 / r).round() as i64);
         let start = stream.start_time();
         Ok(Some(VideoDecoder {
             stream: stream.index(),
             decoder,
             time_base: stream.time_base(),
-            start_pts: if start == ff::ffi::AV_NOPTS_VALUE {
-                0
-            } else {
-                start
-            },
+            start_pts: if start == ff::ffi::AV_NOPTS_VALUE { 0 } else { start },
             frame_us,
             max_side: opts.max_side,
             fast: opts.fast,
@@ -276,8 +229,8 @@ impl VideoDecoder {
         }
         let stamped = ts.map(|ts| {
             let tb = self.time_base;
-            ((ts - self.start_pts) as i128 * 1_000_000 * tb.numerator() as i128
-                / tb.denominator().max(1) as i128) as i64
+            ((ts - self.start_pts) as i128 * 1_000_000 * tb.numerator() as i128 / tb.denominator().max(1) as i128)
+                as i64
         });
         match (stamped, self.last_us) {
             (Some(t), None) => t.max(0),
@@ -297,13 +250,7 @@ impl VideoDecoder {
                 continue;
             }
             let (width, height) = self.convert()?;
-            let frame = VideoFrame {
-                index,
-                time_us,
-                width,
-                height,
-                rgb: &self.packed,
-            };
+            let frame = VideoFrame { index, time_us, width, height, rgb: &self.packed };
             if sink.video_frame(&frame)? == Flow::Stop {
                 return Ok(Flow::Stop);
             }
@@ -313,19 +260,9 @@ impl VideoDecoder {
 
     /// Scale the decoded frame to packed RGB24 at the delivered size into `self.packed`.
     fn convert(&mut self) -> Result<(u32, u32)> {
-        let (w, h, format) = (
-            self.decoded.width(),
-            self.decoded.height(),
-            self.decoded.format(),
-        );
+        let (w, h, format) = (self.decoded.width(), self.decoded.height(), self.decoded.format());
         let factor = w.max(h).div_ceil(self.max_side);
-        if self.fast
-            && factor >= 2
-            && matches!(
-                format,
-                ff::format::Pixel::YUV420P | ff::format::Pixel::YUVJ420P
-            )
-        {
+        if self.fast && factor >= 2 && matches!(format, ff::format::Pixel::YUV420P | ff::format::Pixel::YUVJ420P) {
             return Ok(self.box_yuv420(factor as usize, format == ff::format::Pixel::YUVJ420P));
         }
         let key = (w, h, format);
@@ -336,16 +273,8 @@ impl VideoDecoder {
             } else {
                 ff::software::scaling::Flags::AREA
             };
-            let ctx = ff::software::scaling::Context::get(
-                format,
-                w,
-                h,
-                ff::format::Pixel::RGB24,
-                sw,
-                sh,
-                flags,
-            )
-            .map_err(|e| Error::media("<video stream>", format!("cannot create scaler: {e}")))?;
+            let ctx = ff::software::scaling::Context::get(format, w, h, ff::format::Pixel::RGB24, sw, sh, flags)
+                .map_err(|e| Error::media("<video stream>", format!("cannot create scaler: {e}")))?;
             self.scaler = Some((ctx, key));
             self.rgb = ff::frame::Video::empty();
         }
@@ -358,8 +287,7 @@ impl VideoDecoder {
         let data = self.rgb.data(0);
         self.packed.clear();
         for row in 0..h {
-            self.packed
-                .extend_from_slice(&data[row * stride..row * stride + w * 3]);
+            self.packed.extend_from_slice(&data[row * stride..row * stride + w * 3]);
         }
         Ok((w as u32, h as u32))
     }
@@ -370,10 +298,7 @@ impl VideoDecoder {
     fn box_yuv420(&mut self, factor: usize, full_range: bool) -> (u32, u32) {
         // Even, so that chroma blocks align with luma blocks; at most 256 so column sums fit in u16.
         let f = (factor + (factor & 1)).clamp(2, 256);
-        let (w, h) = (
-            self.decoded.width() as usize / f,
-            self.decoded.height() as usize / f,
-        );
+        let (w, h) = (self.decoded.width() as usize / f, self.decoded.height() as usize / f);
         let planes = [0, 1, 2].map(|p| (self.decoded.stride(p), self.decoded.data(p)));
         // Per plane, the block sums of one row of blocks: columns are summed over the block's rows
         // first (a loop the compiler vectorises), then across each block.
@@ -400,17 +325,11 @@ impl VideoDecoder {
             let [ys, us, vs] = &sums;
             // Rounded means by multiply and shift (sums are below 2^24, so 32 bits of reciprocal
             // are plenty): a division per channel and pixel was the hot spot here.
-            let (rn, rnc) = (
-                (1u64 << 32).div_ceil(u64::from(n)),
-                (1u64 << 32).div_ceil(u64::from(nc)),
-            );
-            let mean = |sum: u32, count: u32, recip: u64| {
-                ((u64::from(sum + count / 2) * recip) >> 32) as i32
-            };
+            let (rn, rnc) = ((1u64 << 32).div_ceil(u64::from(n)), (1u64 << 32).div_ceil(u64::from(nc)));
+            let mean = |sum: u32, count: u32, recip: u64| ((u64::from(sum + count / 2) * recip) >> 32) as i32;
             for ((&y, &u), &v) in ys.iter().zip(us).zip(vs) {
                 let (y, u, v) = (mean(y, n, rn), mean(u, nc, rnc), mean(v, nc, rnc));
-                self.packed
-                    .extend_from_slice(&yuv_to_rgb(y, u, v, full_range));
+                self.packed.extend_from_slice(&yuv_to_rgb(y, u, v, full_range));
             }
         }
         (w as u32, h as u32)
@@ -463,9 +382,7 @@ impl AudioDecoder {
         while self.decoder.receive_frame(&mut self.decoded).is_ok() {
             if self.resampler.is_none() {
                 let layout = match self.decoded.channel_layout() {
-                    l if l.bits() == 0 => {
-                        ff::ChannelLayout::default(i32::from(self.decoded.channels()))
-                    }
+                    l if l.bits() == 0 => ff::ChannelLayout::default(i32::from(self.decoded.channels())),
                     l => l,
                 };
                 self.decoded.set_channel_layout(layout);
@@ -480,10 +397,7 @@ impl AudioDecoder {
                 .map_err(|e| Error::media(path, format!("cannot resample audio: {e}")))?;
                 self.resampler = Some(ctx);
             } else if self.decoded.channel_layout().bits() == 0 {
-                self.decoded
-                    .set_channel_layout(ff::ChannelLayout::default(i32::from(
-                        self.decoded.channels(),
-                    )));
+                self.decoded.set_channel_layout(ff::ChannelLayout::default(i32::from(self.decoded.channels())));
             }
             let resampler = self.resampler.as_mut().expect("resampler set above");
             // swr_convert_frame sizes the output itself; reusing a frame of another size is an error.

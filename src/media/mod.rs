@@ -32,10 +32,7 @@ pub fn is_still_image(path: &Path) -> bool {
     let Ok(reader) = reader.with_guessed_format() else {
         return false;
     };
-    matches!(
-        reader.format(),
-        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)
-    )
+    matches!(reader.format(), Some(image::ImageFormat::Png | image::ImageFormat::Jpeg))
 }
 
 /// Load a still image as 8-bit RGB.
@@ -44,9 +41,7 @@ pub fn load_image(path: &Path) -> Result<image::RgbImage> {
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?;
-    let img = reader
-        .decode()
-        .map_err(|e| Error::media(path, format!("cannot decode image: {e}")))?;
+    let img = reader.decode().map_err(|e| Error::media(path, format!("cannot decode image: {e}")))?;
     Ok(img.to_rgb8())
 }
 
@@ -64,11 +59,7 @@ mod tests {
     use super::*;
 
     fn check(input: (u32, u32, u32), expected: (u32, u32)) {
-        assert_eq!(
-            fit_within(input.0, input.1, input.2),
-            expected,
-            "fit_within{input:?}"
-        );
+        assert_eq!(fit_within(input.0, input.1, input.2), expected, "fit_within{input:?}");
     }
 
     #[test]

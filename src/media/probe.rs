@@ -79,8 +79,8 @@ pub fn probe(path: &Path) -> Result<MediaInfo> {
         return Err(Error::media(path, "the file is empty (0 bytes)"));
     }
     if super::is_still_image(path) {
-        let (width, height) = image::image_dimensions(path)
-            .map_err(|e| Error::media(path, format!("cannot read image header: {e}")))?;
+        let (width, height) =
+            image::image_dimensions(path).map_err(|e| Error::media(path, format!("cannot read image header: {e}")))?;
         let format = image::ImageReader::open(path)
             .ok()
             .and_then(|r| r.with_guessed_format().ok())
@@ -91,14 +91,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo> {
             media_type: MediaType::Image,
             container: format.clone(),
             duration: None,
-            video: Some(VideoInfo {
-                codec: format,
-                width,
-                height,
-                frame_rate: 0.0,
-                frame_count: Some(1),
-                rotation: 0,
-            }),
+            video: Some(VideoInfo { codec: format, width, height, frame_rate: 0.0, frame_count: Some(1), rotation: 0 }),
             audio: None,
         });
     }
@@ -109,30 +102,14 @@ pub fn probe(path: &Path) -> Result<MediaInfo> {
         .max_by_key(|s| s.parameters().medium() == ff::media::Type::Video)
         .map(|s| video_info(path, &s))
         .transpose()?;
-    let audio = input
-        .streams()
-        .best(ff::media::Type::Audio)
-        .map(|s| audio_info(path, &s))
-        .transpose()?;
+    let audio = input.streams().best(ff::media::Type::Audio).map(|s| audio_info(path, &s)).transpose()?;
     let media_type = match (&video, &audio) {
         (Some(_), _) => MediaType::Video,
         (None, Some(_)) => MediaType::Audio,
-        (None, None) => {
-            return Err(Error::media(
-                path,
-                "no video or audio stream found: is this a media file?",
-            ))
-        }
+        (None, None) => return Err(Error::media(path, "no video or audio stream found: is this a media file?")),
     };
-    let duration =
-        (input.duration() > 0).then(|| input.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
-    Ok(MediaInfo {
-        media_type,
-        container: input.format().name().to_string(),
-        duration,
-        video,
-        audio,
-    })
+    let duration = (input.duration() > 0).then(|| input.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
+    Ok(MediaInfo { media_type, container: input.format().name().to_string(), duration, video, audio })
 }
 
 pub(super) fn open_input(path: &Path) -> Result<ff::format::context::Input> {
@@ -142,9 +119,7 @@ pub(super) fn open_input(path: &Path) -> Result<ff::format::context::Input> {
 /// A video stream that carries moving pictures, not the cover art that audio files attach.
 pub(super) fn is_real_video(stream: &ff::format::stream::Stream) -> bool {
     stream.parameters().medium() == ff::media::Type::Video
-        && !stream
-            .disposition()
-            .contains(ff::format::stream::Disposition::ATTACHED_PIC)
+        && !stream.disposition().contains(ff::format::stream::Disposition::ATTACHED_PIC)
 }
 
 fn codec_name(params: &ff::codec::Parameters) -> String {
@@ -166,9 +141,7 @@ fn video_info(path: &Path, stream: &ff::format::stream::Stream) -> Result<VideoI
         .decoder()
         .video()
         .map_err(|e| Error::media(path, format!("no decoder for the video stream: {e}")))?;
-    let rate = rational_to_f64(stream.avg_frame_rate())
-        .or_else(|| rational_to_f64(stream.rate()))
-        .unwrap_or(0.0);
+    let rate = rational_to_f64(stream.avg_frame_rate()).or_else(|| rational_to_f64(stream.rate())).unwrap_or(0.0);
     Ok(VideoInfo {
         codec: codec_name(&stream.parameters()),
         width: decoder.width(),
@@ -184,27 +157,19 @@ fn audio_info(path: &Path, stream: &ff::format::stream::Stream) -> Result<AudioI
         .decoder()
         .audio()
         .map_err(|e| Error::media(path, format!("no decoder for the audio stream: {e}")))?;
-    Ok(AudioInfo {
-        codec: codec_name(&stream.parameters()),
-        channels: decoder.channels(),
-        sample_rate: decoder.rate(),
-    })
+    Ok(AudioInfo { codec: codec_name(&stream.parameters()), channels: decoder.channels(), sample_rate: decoder.rate() })
 }
 
 pub(super) fn rational_to_f64(r: ff::Rational) -> Option<f64> {
-    (r.numerator() > 0 && r.denominator() > 0)
-        .then(|| f64::from(r.numerator()) / f64::from(r.denominator()))
+    (r.numerator() > 0 && r.denominator() > 0).then(|| f64::from(r.numerator()) / f64::from(r.denominator()))
 }
 
 /// Clockwise display rotation from the stream's display matrix, as `ffmpeg` itself applies it.
 fn rotation(stream: &ff::format::stream::Stream) -> u32 {
     for side in stream.side_data() {
-        if side.kind() == ff::codec::packet::side_data::Type::DisplayMatrix
-            && side.data().len() >= 36
-        {
+        if side.kind() == ff::codec::packet::side_data::Type::DisplayMatrix && side.data().len() >= 36 {
             // SAFETY: a display matrix is nine 32-bit integers; the length is checked above.
-            let ccw =
-                unsafe { ff::ffi::av_display_rotation_get(side.data().as_ptr().cast::<i32>()) };
+            let ccw = unsafe { ff::ffi::av_display_rotation_get(side.data().as_ptr().cast::<i32>()) };
             if ccw.is_finite() {
                 let cw = (-ccw).round() as i64;
                 return (((cw % 360) + 360) % 360 / 90 * 90) as u32;

@@ -24,24 +24,14 @@ pub struct PauseConfig {
 
 impl Default for PauseConfig {
     fn default() -> Self {
-        PauseConfig {
-            min_pause: 0.3,
-            min_duration: 2.0,
-            max_duration: 30.0,
-        }
+        PauseConfig { min_pause: 0.3, min_duration: 2.0, max_duration: 30.0 }
     }
 }
 
 impl PauseConfig {
     pub(crate) fn validate(&self) -> Result<()> {
-        if !(self.min_pause > 0.0
-            && self.min_duration >= 0.0
-            && self.max_duration > self.min_duration)
-        {
-            return Err(Error::invalid(
-                "pauses",
-                "need min_pause > 0 and 0 <= min_duration < max_duration",
-            ));
+        if !(self.min_pause > 0.0 && self.min_duration >= 0.0 && self.max_duration > self.min_duration) {
+            return Err(Error::invalid("pauses", "need min_pause > 0 and 0 <= min_duration < max_duration"));
         }
         Ok(())
     }
@@ -139,10 +129,7 @@ pub fn pause_cuts(db: &[f32], duration_us: i64, config: &PauseConfig) -> Vec<i64
     let min_us = (config.min_duration * 1e6) as i64;
     let max_us = (config.max_duration * 1e6) as i64;
     let pauses = find_pauses(db, config.min_pause);
-    let mut centres = pauses
-        .iter()
-        .map(|&(s, e)| (s + e) as i64 * ENERGY_HOP_US / 2)
-        .peekable();
+    let mut centres = pauses.iter().map(|&(s, e)| (s + e) as i64 * ENERGY_HOP_US / 2).peekable();
     let mut cuts = Vec::new();
     let mut start = 0i64;
     loop {
@@ -166,10 +153,8 @@ pub fn pause_cuts(db: &[f32], duration_us: i64, config: &PauseConfig) -> Vec<i64
             None => {
                 let (lo, hi) = (hop_of(start + min_us), hop_of(limit).min(db.len()));
                 // Latest of the quietest hops: on flat audio this cuts at the limit, not just past the minimum.
-                let quietest = (lo..hi)
-                    .rev()
-                    .min_by(|&a, &b| db[a].total_cmp(&db[b]))
-                    .map_or(limit, |h| h as i64 * ENERGY_HOP_US);
+                let quietest =
+                    (lo..hi).rev().min_by(|&a, &b| db[a].total_cmp(&db[b])).map_or(limit, |h| h as i64 * ENERGY_HOP_US);
                 let cut = quietest.clamp(start + min_us.max(1), limit);
                 cuts.push(cut);
                 start = cut;
@@ -190,19 +175,13 @@ mod tests {
 
     /// dB per 10 ms hop from (seconds, level) pieces.
     fn track(pieces: &[(f64, f32)]) -> Vec<f32> {
-        pieces
-            .iter()
-            .flat_map(|&(secs, level)| std::iter::repeat_n(level, (secs * 100.0).round() as usize))
-            .collect()
+        pieces.iter().flat_map(|&(secs, level)| std::iter::repeat_n(level, (secs * 100.0).round() as usize)).collect()
     }
 
     fn check(pieces: &[(f64, f32)], config: &PauseConfig, expected_secs: &[f64]) {
         let db = track(pieces);
         let duration = db.len() as i64 * ENERGY_HOP_US;
-        let cuts: Vec<f64> = pause_cuts(&db, duration, config)
-            .iter()
-            .map(|&c| c as f64 / 1e6)
-            .collect();
+        let cuts: Vec<f64> = pause_cuts(&db, duration, config).iter().map(|&c| c as f64 / 1e6).collect();
         assert_eq!(cuts, expected_secs, "pieces {pieces:?}");
     }
 
@@ -211,13 +190,7 @@ mod tests {
         let speech = -20.0;
         let quiet = -80.0;
         check(
-            &[
-                (3.0, speech),
-                (1.0, quiet),
-                (4.0, speech),
-                (0.5, quiet),
-                (3.0, speech),
-            ],
+            &[(3.0, speech), (1.0, quiet), (4.0, speech), (0.5, quiet), (3.0, speech)],
             &PauseConfig::default(),
             &[3.5, 8.25],
         );
@@ -225,43 +198,15 @@ mod tests {
 
     #[test]
     fn short_pieces_join_and_long_speech_is_split_at_its_quietest_point() {
-        let cfg = PauseConfig {
-            min_pause: 0.3,
-            min_duration: 2.0,
-            max_duration: 10.0,
-        };
+        let cfg = PauseConfig { min_pause: 0.3, min_duration: 2.0, max_duration: 10.0 };
         // The pause after 1 s of speech is too early, and cutting at the later one would leave
         // 1.25 s at the end: no cut at all.
-        check(
-            &[
-                (1.0, -20.0),
-                (0.5, -80.0),
-                (5.0, -20.0),
-                (0.5, -80.0),
-                (1.0, -20.0),
-            ],
-            &cfg,
-            &[],
-        );
-        check(
-            &[
-                (3.0, -20.0),
-                (0.5, -80.0),
-                (5.0, -20.0),
-                (0.5, -80.0),
-                (1.0, -20.0),
-            ],
-            &cfg,
-            &[3.25],
-        );
+        check(&[(1.0, -20.0), (0.5, -80.0), (5.0, -20.0), (0.5, -80.0), (1.0, -20.0)], &cfg, &[]);
+        check(&[(3.0, -20.0), (0.5, -80.0), (5.0, -20.0), (0.5, -80.0), (1.0, -20.0)], &cfg, &[3.25]);
         // 25 s of speech with one dip at 6 s: cut there, then the quietest hop of the next 10 s.
         let db = track(&[(6.0, -20.0), (0.1, -35.0), (18.9, -20.0)]);
         let cuts = pause_cuts(&db, db.len() as i64 * ENERGY_HOP_US, &cfg);
-        assert_eq!(
-            cuts,
-            vec![6_090_000, 16_080_000],
-            "flat speech is cut at the limit, not into short pieces"
-        );
+        assert_eq!(cuts, vec![6_090_000, 16_080_000], "flat speech is cut at the limit, not into short pieces");
     }
 
     #[test]

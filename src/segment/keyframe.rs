@@ -29,20 +29,12 @@ pub fn frame_quality(rgb: &[u8], width: usize, height: usize) -> (f32, f32) {
         let row = y * width;
         for x in 1..width - 1 {
             let c = luma[row + x];
-            let l = luma[row + x - 1]
-                + luma[row + x + 1]
-                + luma[row - width + x]
-                + luma[row + width + x]
-                - 4.0 * c;
+            let l = luma[row + x - 1] + luma[row + x + 1] + luma[row - width + x] + luma[row + width + x] - 4.0 * c;
             lap += l.abs();
         }
     }
     let sharpness = lap / ((width - 2) * (height - 2)) as f32;
-    let exposure = if !(DARK..=BRIGHT).contains(&mean) || std < FLAT_STD {
-        0.01
-    } else {
-        1.0
-    };
+    let exposure = if !(DARK..=BRIGHT).contains(&mean) || std < FLAT_STD { 0.01 } else { 1.0 };
     let contrast = (std / 40.0).min(1.0);
     (mean, (sharpness + 0.1) * contrast * exposure)
 }
@@ -79,9 +71,7 @@ mod tests {
 
     fn frame(f: impl Fn(usize, usize) -> [u8; 3], w: usize, h: usize) -> Vec<u8> {
         let f = &f;
-        (0..h)
-            .flat_map(|y| (0..w).flat_map(move |x| f(x, y)))
-            .collect()
+        (0..h).flat_map(|y| (0..w).flat_map(move |x| f(x, y))).collect()
     }
 
     #[test]
@@ -116,12 +106,8 @@ mod tests {
 
     #[test]
     fn keyframe_avoids_dark_frames_at_the_ends() {
-        let mut stats: Vec<FrameStats> = (0..40)
-            .map(|_| FrameStats {
-                quality: 5.0,
-                ..FrameStats::default()
-            })
-            .collect();
+        let mut stats: Vec<FrameStats> =
+            (0..40).map(|_| FrameStats { quality: 5.0, ..FrameStats::default() }).collect();
         stats[1].quality = 100.0; // inside the margin: a transition frame
         stats[25].quality = 9.0;
         assert_eq!(choose_keyframe(&stats, 0, 40), 25);

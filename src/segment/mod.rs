@@ -10,10 +10,7 @@ mod shots;
 
 pub use audio::{AudioEnergy, PauseConfig, ENERGY_HOP_US};
 pub use keyframe::{choose_keyframe, frame_quality};
-pub use plan::{
-    audio_spans, fixed_spans, smart_spans, spans_from_cuts, validate_tiling, video_spans,
-    SmartConfig,
-};
+pub use plan::{audio_spans, fixed_spans, smart_spans, spans_from_cuts, validate_tiling, video_spans, SmartConfig};
 pub use shots::{Cut, CutKind, FrameStats, ShotConfig, ShotDetector};
 
 use serde::{Deserialize, Serialize};
@@ -103,10 +100,7 @@ impl std::str::FromStr for AudioSegmentation {
         match s {
             "fixed" => Ok(AudioSegmentation::Fixed),
             "content_aware" => Ok(AudioSegmentation::ContentAware),
-            _ => Err(Error::invalid(
-                "audio_segmentation_type",
-                format!("{s:?} is not one of fixed, content_aware"),
-            )),
+            _ => Err(Error::invalid("audio_segmentation_type", format!("{s:?} is not one of fixed, content_aware"))),
         }
     }
 }
@@ -147,18 +141,13 @@ impl SegmentationConfig {
     pub fn validate(&self) -> Result<()> {
         let check = |field: &str, value: Option<f64>, required: bool| -> Result<()> {
             match value {
-                None if required => Err(Error::invalid(
-                    field,
-                    "required when the segmentation type is fixed",
-                )),
-                Some(v) if !(v.is_finite() && v > 0.0) => Err(Error::invalid(
-                    field,
-                    format!("must be a positive number of seconds, got {v}"),
-                )),
-                Some(v) if v > 86_400.0 => Err(Error::invalid(
-                    field,
-                    format!("must be at most 86400 seconds, got {v}"),
-                )),
+                None if required => Err(Error::invalid(field, "required when the segmentation type is fixed")),
+                Some(v) if !(v.is_finite() && v > 0.0) => {
+                    Err(Error::invalid(field, format!("must be a positive number of seconds, got {v}")))
+                }
+                Some(v) if v > 86_400.0 => {
+                    Err(Error::invalid(field, format!("must be at most 86400 seconds, got {v}")))
+                }
                 _ => Ok(()),
             }
         };

@@ -3,9 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::audio::{find_pauses, pause_cuts, ENERGY_HOP_US};
-use super::{
-    secs_to_us, AudioSegmentation, Cut, CutKind, SegmentationConfig, Span, VideoSegmentation,
-};
+use super::{secs_to_us, AudioSegmentation, Cut, CutKind, SegmentationConfig, Span, VideoSegmentation};
 use crate::error::{Error, Result};
 
 /// The `smart` rule: start from shots, then
@@ -25,23 +23,14 @@ pub struct SmartConfig {
 
 impl Default for SmartConfig {
     fn default() -> Self {
-        SmartConfig {
-            min_duration: 3.0,
-            max_duration: 30.0,
-        }
+        SmartConfig { min_duration: 3.0, max_duration: 30.0 }
     }
 }
 
 impl SmartConfig {
     pub(crate) fn validate(&self) -> Result<()> {
-        if !(self.min_duration >= 0.0
-            && self.max_duration > 0.0
-            && self.max_duration >= 2.0 * self.min_duration)
-        {
-            return Err(Error::invalid(
-                "smart",
-                "need 0 <= min_duration and max_duration >= 2 * min_duration",
-            ));
+        if !(self.min_duration >= 0.0 && self.max_duration > 0.0 && self.max_duration >= 2.0 * self.min_duration) {
+            return Err(Error::invalid("smart", "need 0 <= min_duration and max_duration >= 2 * min_duration"));
         }
         Ok(())
     }
@@ -69,10 +58,7 @@ pub fn fixed_spans(step_us: i64, duration_us: i64, frame_times: Option<&[i64]>) 
     let mut t = step;
     while t < duration_us {
         let snapped = match frame_times {
-            Some(times) => times
-                .get(times.partition_point(|&f| f < t))
-                .copied()
-                .unwrap_or(duration_us),
+            Some(times) => times.get(times.partition_point(|&f| f < t)).copied().unwrap_or(duration_us),
             None => t,
         };
         cuts.push(snapped);
@@ -91,20 +77,13 @@ pub fn video_spans(
 ) -> Vec<Span> {
     match config.video_segmentation_type {
         VideoSegmentation::Fixed => {
-            let step = secs_to_us(
-                config
-                    .video_segment_duration
-                    .unwrap_or(config.smart.max_duration),
-            );
+            let step = secs_to_us(config.video_segment_duration.unwrap_or(config.smart.max_duration));
             fixed_spans(step, duration_us, Some(frame_times))
         }
-        VideoSegmentation::ContentAware => spans_from_cuts(
-            &cuts.iter().map(|c| c.time_us).collect::<Vec<_>>(),
-            duration_us,
-        ),
-        VideoSegmentation::Smart => {
-            smart_spans(&config.smart, cuts, frame_times, audio_db, duration_us)
+        VideoSegmentation::ContentAware => {
+            spans_from_cuts(&cuts.iter().map(|c| c.time_us).collect::<Vec<_>>(), duration_us)
         }
+        VideoSegmentation::Smart => smart_spans(&config.smart, cuts, frame_times, audio_db, duration_us),
     }
 }
 
@@ -112,17 +91,12 @@ pub fn video_spans(
 pub fn audio_spans(config: &SegmentationConfig, audio_db: &[f32], duration_us: i64) -> Vec<Span> {
     match config.audio_segmentation_type {
         AudioSegmentation::Fixed => {
-            let step = secs_to_us(
-                config
-                    .audio_segment_duration
-                    .unwrap_or(config.pauses.max_duration),
-            );
+            let step = secs_to_us(config.audio_segment_duration.unwrap_or(config.pauses.max_duration));
             fixed_spans(step, duration_us, None)
         }
-        AudioSegmentation::ContentAware => spans_from_cuts(
-            &pause_cuts(audio_db, duration_us, &config.pauses),
-            duration_us,
-        ),
+        AudioSegmentation::ContentAware => {
+            spans_from_cuts(&pause_cuts(audio_db, duration_us, &config.pauses), duration_us)
+        }
     }
 }
 
@@ -138,31 +112,20 @@ pub fn smart_spans(
     let max_us = secs_to_us(config.max_duration);
     let strength = |c: &Cut| (c.kind == CutKind::Hard, c.score);
     // Boundaries between consecutive segments, with their strength; segment k is bounds[k-1]..bounds[k].
-    let mut bounds: Vec<Cut> = cuts
-        .iter()
-        .filter(|c| c.time_us > 0 && c.time_us < duration_us)
-        .copied()
-        .collect();
+    let mut bounds: Vec<Cut> = cuts.iter().filter(|c| c.time_us > 0 && c.time_us < duration_us).copied().collect();
     let seg = |bounds: &[Cut], k: usize| {
         let start = if k == 0 { 0 } else { bounds[k - 1].time_us };
         let end = bounds.get(k).map_or(duration_us, |c| c.time_us);
         end - start
     };
     while !bounds.is_empty() {
-        let shortest = (0..=bounds.len())
-            .min_by_key(|&k| (seg(&bounds, k), k))
-            .expect("at least one segment");
+        let shortest = (0..=bounds.len()).min_by_key(|&k| (seg(&bounds, k), k)).expect("at least one segment");
         if seg(&bounds, shortest) >= min_us {
             break;
         }
-        let remove = match (
-            shortest.checked_sub(1),
-            (shortest < bounds.len()).then_some(shortest),
-        ) {
+        let remove = match (shortest.checked_sub(1), (shortest < bounds.len()).then_some(shortest)) {
             (Some(l), Some(r)) => {
-                if strength(&bounds[l]).partial_cmp(&strength(&bounds[r]))
-                    == Some(std::cmp::Ordering::Greater)
-                {
+                if strength(&bounds[l]).partial_cmp(&strength(&bounds[r])) == Some(std::cmp::Ordering::Greater) {
                     r
                 } else {
                     l
@@ -177,11 +140,7 @@ pub fn smart_spans(
     let quiet = QuietFinder::new(audio_db);
     let mut times: Vec<i64> = Vec::new();
     let mut start = 0i64;
-    for end in bounds
-        .iter()
-        .map(|c| c.time_us)
-        .chain(std::iter::once(duration_us))
-    {
+    for end in bounds.iter().map(|c| c.time_us).chain(std::iter::once(duration_us)) {
         let len = end - start;
         if len > max_us {
             let pieces = (len + max_us - 1) / max_us;
@@ -191,10 +150,7 @@ pub fn smart_spans(
                 // Neighbouring pieces stay within max_duration however far both split points move.
                 let radius = (piece / 4).min((max_us - piece) / 2);
                 let t = quiet.near(ideal, radius).unwrap_or(ideal);
-                let snapped = frame_times
-                    .get(frame_times.partition_point(|&f| f < t))
-                    .copied()
-                    .unwrap_or(t);
+                let snapped = frame_times.get(frame_times.partition_point(|&f| f < t)).copied().unwrap_or(t);
                 if snapped > *times.last().unwrap_or(&start) && snapped < end {
                     times.push(snapped);
                 }
@@ -217,10 +173,7 @@ struct QuietFinder<'a> {
 
 impl<'a> QuietFinder<'a> {
     fn new(db: &'a [f32]) -> Self {
-        QuietFinder {
-            db,
-            pauses: find_pauses(db, 0.2),
-        }
+        QuietFinder { db, pauses: find_pauses(db, 0.2) }
     }
 
     fn near(&self, ideal_us: i64, radius_us: i64) -> Option<i64> {
@@ -236,17 +189,11 @@ impl<'a> QuietFinder<'a> {
         }
         // Hops whose start lies inside [lo, hi].
         let a = ((lo.max(0) + ENERGY_HOP_US - 1) / ENERGY_HOP_US) as usize;
-        let b = ((hi / ENERGY_HOP_US + 1) as usize)
-            .min(self.db.len())
-            .max(a);
+        let b = ((hi / ENERGY_HOP_US + 1) as usize).min(self.db.len()).max(a);
         let ideal_hop = ideal_us / ENERGY_HOP_US;
         (a..b)
             .min_by(|&x, &y| {
-                self.db[x].total_cmp(&self.db[y]).then(
-                    (x as i64 - ideal_hop)
-                        .abs()
-                        .cmp(&(y as i64 - ideal_hop).abs()),
-                )
+                self.db[x].total_cmp(&self.db[y]).then((x as i64 - ideal_hop).abs().cmp(&(y as i64 - ideal_hop).abs()))
             })
             .map(|h| h as i64 * ENERGY_HOP_US)
     }
@@ -260,19 +207,14 @@ pub fn validate_tiling(spans: &[Span], duration_us: i64) -> Result<()> {
         return if spans == [Span::new(0, 0)] {
             Ok(())
         } else {
-            fail(format!(
-                "zero-length media needs one span [0, 0], got {spans:?}"
-            ))
+            fail(format!("zero-length media needs one span [0, 0], got {spans:?}"))
         };
     }
     let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
         return fail("no spans".into());
     };
     if first.start_us != 0 || last.end_us != duration_us {
-        return fail(format!(
-            "spans cover {}..{} instead of 0..{duration_us}",
-            first.start_us, last.end_us
-        ));
+        return fail(format!("spans cover {}..{} instead of 0..{duration_us}", first.start_us, last.end_us));
     }
     for (i, s) in spans.iter().enumerate() {
         if s.end_us <= s.start_us {
@@ -280,9 +222,7 @@ pub fn validate_tiling(spans: &[Span], duration_us: i64) -> Result<()> {
         }
         if let Some(next) = spans.get(i + 1) {
             if next.start_us != s.end_us {
-                return fail(format!(
-                    "gap or overlap between span {i} ({s:?}) and {next:?}"
-                ));
+                return fail(format!("gap or overlap between span {i} ({s:?}) and {next:?}"));
             }
         }
     }
@@ -295,12 +235,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn cut(secs: f64, kind: CutKind, score: f32) -> Cut {
-        Cut {
-            frame: 0,
-            time_us: secs_to_us(secs),
-            kind,
-            score,
-        }
+        Cut { frame: 0, time_us: secs_to_us(secs), kind, score }
     }
 
     fn starts(spans: &[Span]) -> Vec<f64> {
@@ -314,41 +249,23 @@ mod tests {
         assert_eq!(starts(&spans), vec![0.0, 4.004_04, 8.008_08]);
         assert_eq!(spans.last().unwrap().end_us, 10_010_000);
         let spans = fixed_spans(2_000_000, 5_000_000, None);
-        assert_eq!(
-            spans.iter().map(|s| s.duration_us()).collect::<Vec<_>>(),
-            vec![2_000_000, 2_000_000, 1_000_000]
-        );
+        assert_eq!(spans.iter().map(|s| s.duration_us()).collect::<Vec<_>>(), vec![2_000_000, 2_000_000, 1_000_000]);
     }
 
     #[test]
     fn smart_merges_short_shots_across_their_weaker_boundary() {
-        let cfg = SmartConfig {
-            min_duration: 3.0,
-            max_duration: 30.0,
-        };
+        let cfg = SmartConfig { min_duration: 3.0, max_duration: 30.0 };
         // Shots: 0-5, 5-6 (short), 6-12. The boundary at 6 is weaker, so 5-6 joins 6-12.
         let cuts = [cut(5.0, CutKind::Hard, 9.0), cut(6.0, CutKind::Hard, 4.0)];
-        assert_eq!(
-            starts(&smart_spans(&cfg, &cuts, &[], &[], 12_000_000)),
-            vec![0.0, 5.0]
-        );
+        assert_eq!(starts(&smart_spans(&cfg, &cuts, &[], &[], 12_000_000)), vec![0.0, 5.0]);
         // A gradual boundary is weaker than any hard one.
-        let cuts = [
-            cut(5.0, CutKind::Gradual, 90.0),
-            cut(6.0, CutKind::Hard, 4.0),
-        ];
-        assert_eq!(
-            starts(&smart_spans(&cfg, &cuts, &[], &[], 12_000_000)),
-            vec![0.0, 6.0]
-        );
+        let cuts = [cut(5.0, CutKind::Gradual, 90.0), cut(6.0, CutKind::Hard, 4.0)];
+        assert_eq!(starts(&smart_spans(&cfg, &cuts, &[], &[], 12_000_000)), vec![0.0, 6.0]);
     }
 
     #[test]
     fn smart_splits_long_shots_at_a_pause() {
-        let cfg = SmartConfig {
-            min_duration: 3.0,
-            max_duration: 30.0,
-        };
+        let cfg = SmartConfig { min_duration: 3.0, max_duration: 30.0 };
         // 70 s of speech at -20 dB with a pause at 24.0-26.0 s: three pieces, the first cut in the middle of the pause.
         let mut db = vec![-20.0f32; 7000];
         db[2400..2600].iter_mut().for_each(|v| *v = -80.0);

@@ -80,10 +80,7 @@ impl ShotConfig {
             if v.is_finite() && v >= 0.0 {
                 Ok(())
             } else {
-                Err(Error::invalid(
-                    field,
-                    format!("must be a non-negative number, got {v}"),
-                ))
+                Err(Error::invalid(field, format!("must be a non-negative number, got {v}")))
             }
         };
         positive("shots.min_content", self.min_content.into())?;
@@ -92,26 +89,14 @@ impl ShotConfig {
         positive("shots.min_shot_duration", self.min_shot_duration)?;
         positive("shots.flash_similarity", self.flash_similarity.into())?;
         positive("shots.gradual_min_change", self.gradual_min_change.into())?;
-        positive(
-            "shots.gradual_max_nonlinearity",
-            self.gradual_max_nonlinearity.into(),
-        )?;
-        positive(
-            "shots.gradual_min_histogram_change",
-            self.gradual_min_histogram_change.into(),
-        )?;
+        positive("shots.gradual_max_nonlinearity", self.gradual_max_nonlinearity.into())?;
+        positive("shots.gradual_min_histogram_change", self.gradual_min_histogram_change.into())?;
         positive("shots.dark_luma", self.dark_luma.into())?;
         if self.gradual_window < 2 || self.gradual_window > 250 {
-            return Err(Error::invalid(
-                "shots.gradual_window",
-                "must be between 2 and 250 frames",
-            ));
+            return Err(Error::invalid("shots.gradual_window", "must be between 2 and 250 frames"));
         }
         if self.flash_window > 250 || self.window > 250 {
-            return Err(Error::invalid(
-                "shots.flash_window",
-                "windows must be at most 250 frames",
-            ));
+            return Err(Error::invalid("shots.flash_window", "windows must be at most 250 frames"));
         }
         Ok(())
     }
@@ -182,26 +167,15 @@ pub struct ShotDetector {
 impl ShotDetector {
     pub fn new(config: ShotConfig) -> Self {
         let ring_len = (config.flash_window + 2).max(config.gradual_window + 1);
-        ShotDetector {
-            config,
-            stats: Vec::new(),
-            ring: VecDeque::with_capacity(ring_len + 1),
-            ring_len,
-        }
+        ShotDetector { config, stats: Vec::new(), ring: VecDeque::with_capacity(ring_len + 1), ring_len }
     }
 
     /// Measure one frame. Frames must come in presentation order and share one size.
     pub fn push(&mut self, frame: &VideoFrame<'_>) {
         let desc = describe(frame);
-        let (luma, quality) =
-            super::frame_quality(frame.rgb, frame.width as usize, frame.height as usize);
+        let (luma, quality) = super::frame_quality(frame.rgb, frame.width as usize, frame.height as usize);
         let i = self.stats.len();
-        let mut st = FrameStats {
-            time_us: frame.time_us,
-            luma,
-            quality,
-            ..FrameStats::default()
-        };
+        let mut st = FrameStats { time_us: frame.time_us, luma, quality, ..FrameStats::default() };
         st.flash_forward = f32::INFINITY;
         st.flash_backward = f32::INFINITY;
         let same_size = |d: &Descriptor| d.hsv.len() == desc.hsv.len();
@@ -209,12 +183,7 @@ impl ShotDetector {
             st.content = hsv_change(&prev.hsv, &desc.hsv);
         }
         // Ring holds frames i-1, i-2, ... at positions len-1, len-2, ...
-        let back = |k: usize| -> Option<&Descriptor> {
-            self.ring
-                .len()
-                .checked_sub(k)
-                .and_then(|p| self.ring.get(p))
-        };
+        let back = |k: usize| -> Option<&Descriptor> { self.ring.len().checked_sub(k).and_then(|p| self.ring.get(p)) };
         for k in 1..=self.config.flash_window {
             // This frame is k frames after frame j = i - k: it may show frame j - 1's picture again.
             if let (Some(before), true) = (back(k + 1), i > k) {
@@ -259,15 +228,8 @@ pub fn detect_cuts(config: &ShotConfig, stats: &[FrameStats]) -> Vec<Cut> {
     let transitions = gradual_transitions(config, stats);
     // A hard change at the edge of a blend (a dissolve that ends on a jump, black to picture in a
     // fade) belongs to that transition, not to a second cut.
-    let inside = |c: &Cut| {
-        transitions
-            .iter()
-            .any(|t| (t.first..=t.last + 1).contains(&c.frame))
-    };
-    let mut candidates: Vec<Cut> = hard_cuts(config, stats)
-        .into_iter()
-        .filter(|c| !inside(c))
-        .collect();
+    let inside = |c: &Cut| transitions.iter().any(|t| (t.first..=t.last + 1).contains(&c.frame));
+    let mut candidates: Vec<Cut> = hard_cuts(config, stats).into_iter().filter(|c| !inside(c)).collect();
     candidates.extend(transitions.iter().map(|t| t.cut));
     enforce_min_shot(config, stats, candidates)
 }
@@ -298,12 +260,7 @@ fn hard_cuts(config: &ShotConfig, stats: &[FrameStats]) -> Vec<Cut> {
         if recovery < config.flash_similarity * d {
             continue;
         }
-        cuts.push(Cut {
-            frame: i,
-            time_us: stats[i].time_us,
-            kind: CutKind::Hard,
-            score: ratio,
-        });
+        cuts.push(Cut { frame: i, time_us: stats[i].time_us, kind: CutKind::Hard, score: ratio });
     }
     cuts
 }
@@ -325,12 +282,7 @@ fn gradual_transitions(config: &ShotConfig, stats: &[FrameStats]) -> Vec<Transit
             && s.nonlinearity <= config.gradual_max_nonlinearity * s.gradual
             && s.histogram_change >= config.gradual_min_histogram_change
     };
-    let cut_at = |frame: usize, score: f32| Cut {
-        frame,
-        time_us: stats[frame].time_us,
-        kind: CutKind::Gradual,
-        score,
-    };
+    let cut_at = |frame: usize, score: f32| Cut { frame, time_us: stats[frame].time_us, kind: CutKind::Gradual, score };
     let is_dark = |j: usize| stats[j].luma <= config.dark_luma;
     let mut transitions: Vec<Transition> = Vec::new();
     let mut i = 0;
@@ -358,43 +310,23 @@ fn gradual_transitions(config: &ShotConfig, stats: &[FrameStats]) -> Vec<Transit
         let centre = (start + last) / 2 - l / 2;
         // A fade out and a fade in around black frames are one transition: cut at the middle of the black.
         if let Some(prev) = transitions.last_mut().filter(|p| first <= p.last + l) {
-            let darkest = (prev.cut.frame..=centre)
-                .min_by(|&a, &b| stats[a].luma.total_cmp(&stats[b].luma))
-                .unwrap_or(centre);
+            let darkest =
+                (prev.cut.frame..=centre).min_by(|&a, &b| stats[a].luma.total_cmp(&stats[b].luma)).unwrap_or(centre);
             if is_dark(darkest) {
-                let lo = (0..=darkest)
-                    .rev()
-                    .take_while(|&j| is_dark(j))
-                    .last()
-                    .unwrap_or(darkest);
-                let hi = (darkest..n)
-                    .take_while(|&j| is_dark(j))
-                    .last()
-                    .unwrap_or(darkest);
-                *prev = Transition {
-                    first: prev.first,
-                    last,
-                    cut: cut_at((lo + hi) / 2, prev.cut.score.max(peak)),
-                };
+                let lo = (0..=darkest).rev().take_while(|&j| is_dark(j)).last().unwrap_or(darkest);
+                let hi = (darkest..n).take_while(|&j| is_dark(j)).last().unwrap_or(darkest);
+                *prev = Transition { first: prev.first, last, cut: cut_at((lo + hi) / 2, prev.cut.score.max(peak)) };
                 continue;
             }
         }
-        transitions.push(Transition {
-            first,
-            last,
-            cut: cut_at(centre, peak),
-        });
+        transitions.push(Transition { first, last, cut: cut_at(centre, peak) });
     }
     transitions
 }
 
 /// Keep cuts at least `min_shot_duration` apart (and from the start), stronger ones first:
 /// hard cuts before gradual ones, then by score.
-fn enforce_min_shot(
-    config: &ShotConfig,
-    stats: &[FrameStats],
-    mut candidates: Vec<Cut>,
-) -> Vec<Cut> {
+fn enforce_min_shot(config: &ShotConfig, stats: &[FrameStats], mut candidates: Vec<Cut>) -> Vec<Cut> {
     let min_gap = frames_for(config.min_shot_duration, stats);
     candidates.sort_by(|a, b| {
         (a.kind == CutKind::Gradual)
@@ -417,10 +349,7 @@ fn frames_for(secs: f64, stats: &[FrameStats]) -> usize {
     if stats.len() < 2 {
         return 1;
     }
-    let mut steps: Vec<i64> = stats
-        .windows(2)
-        .map(|w| w[1].time_us - w[0].time_us)
-        .collect();
+    let mut steps: Vec<i64> = stats.windows(2).map(|w| w[1].time_us - w[0].time_us).collect();
     let mid = steps.len() / 2;
     let step = *steps.select_nth_unstable(mid).1;
     ((secs * 1e6 / step.max(1) as f64).round() as usize).max(1)
@@ -440,12 +369,7 @@ fn describe(frame: &VideoFrame<'_>) -> Descriptor {
     }
     let total = (hsv.len() / 3).max(1) as f32;
     histogram.iter_mut().for_each(|v| *v /= total);
-    Descriptor {
-        hsv,
-        small_hsv,
-        small_rgb,
-        histogram,
-    }
+    Descriptor { hsv, small_hsv, small_rgb, histogram }
 }
 
 /// RGB to HSV with OpenCV's 8-bit ranges (H 0-179, S and V 0-255), as PySceneDetect sees frames.
@@ -456,11 +380,7 @@ fn to_hsv(rgb: &[u8]) -> Vec<u8> {
         let v = r.max(g).max(b);
         let min = r.min(g).min(b);
         let delta = v - min;
-        let s = if v == 0 {
-            0
-        } else {
-            div(255 * delta + v / 2, v)
-        };
+        let s = if v == 0 { 0 } else { div(255 * delta + v / 2, v) };
         let h = if delta == 0 {
             0
         } else {
@@ -520,11 +440,7 @@ fn hsv_change(a: &[u8], b: &[u8]) -> f32 {
 }
 
 fn mean_abs_diff(a: &[u8], b: &[u8]) -> f32 {
-    let sum: u64 = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| u64::from(x.abs_diff(y)))
-        .sum();
+    let sum: u64 = a.iter().zip(b).map(|(&x, &y)| u64::from(x.abs_diff(y))).sum();
     sum as f32 / a.len().max(1) as f32
 }
 
@@ -534,9 +450,7 @@ fn blend_distance(start: &[u8], mid: &[u8], end: &[u8]) -> f32 {
         .iter()
         .zip(mid)
         .zip(end)
-        .map(|((&s, &m), &e)| {
-            u64::from((2 * i32::from(m) - i32::from(s) - i32::from(e)).unsigned_abs())
-        })
+        .map(|((&s, &m), &e)| u64::from((2 * i32::from(m) - i32::from(s) - i32::from(e)).unsigned_abs()))
         .sum();
     sum as f32 / (2.0 * start.len().max(1) as f32)
 }
@@ -611,11 +525,7 @@ mod tests {
         let b = vec![200u8; 30];
         let half = vec![100u8; 30];
         assert_eq!(blend_distance(&a, &half, &b), 0.0);
-        assert_eq!(
-            blend_distance(&a, &a, &b),
-            100.0,
-            "a cut inside the window scores half the change"
-        );
+        assert_eq!(blend_distance(&a, &a, &b), 100.0, "a cut inside the window scores half the change");
         assert_eq!(mean_abs_diff(&a, &b), 200.0);
     }
 
@@ -658,10 +568,7 @@ mod tests {
         c.extend(vec![60.0f32; 40]);
         c[40] = 92.0;
         assert_eq!(
-            detect_cuts(&ShotConfig::default(), &synthetic_stats(&c))
-                .iter()
-                .map(|c| c.frame)
-                .collect::<Vec<_>>(),
+            detect_cuts(&ShotConfig::default(), &synthetic_stats(&c)).iter().map(|c| c.frame).collect::<Vec<_>>(),
             vec![40]
         );
         // A pan that starts: the change steps up once and stays there.
@@ -686,9 +593,6 @@ mod tests {
         c[36] = 60.0;
         c[60] = 40.0;
         let cuts = detect_cuts(&ShotConfig::default(), &synthetic_stats(&c));
-        assert_eq!(
-            cuts.iter().map(|c| c.frame).collect::<Vec<_>>(),
-            vec![36, 60]
-        );
+        assert_eq!(cuts.iter().map(|c| c.frame).collect::<Vec<_>>(), vec![36, 60]);
     }
 }

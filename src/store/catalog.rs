@@ -10,10 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{
-    Index, Media, Page, PageRequest, Segment, SegmentKind, Status, DEFAULT_PAGE_LIMIT,
-    MAX_PAGE_LIMIT,
-};
+use super::{Index, Media, Page, PageRequest, Segment, SegmentKind, Status, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::media::{MediaInfo, MediaType};
@@ -22,7 +19,8 @@ use crate::media::{MediaInfo, MediaType};
 ///
 /// Segments carry `run_id` ('' for the ingest segmentation) because the API's segments are
 /// run-backed; transcripts, vectors and prompt results will reference `segment_id`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE indexes (
     index_id        TEXT PRIMARY KEY,
     name            TEXT NOT NULL UNIQUE,
@@ -64,7 +62,43 @@ CREATE TABLE segments (
     thumbnail_path  TEXT,
     UNIQUE (video_id, run_id, kind, ordinal)
 );
-"#];
+"#,
+    r#"
+-- Vectors: one per (segment, space), with the model that made it. The ANN files are caches of
+-- this table and are rebuilt from it whenever they disagree.
+CREATE TABLE vectors (
+    vector_id       INTEGER PRIMARY KEY,
+    segment_id      TEXT NOT NULL REFERENCES segments(segment_id) ON DELETE CASCADE,
+    scope           TEXT NOT NULL,
+    space           TEXT NOT NULL CHECK (space IN ('visual', 'transcript', 'metadata')),
+    model_id        TEXT NOT NULL,
+    model_revision  TEXT NOT NULL,
+    dims            INTEGER NOT NULL,
+    vector          BLOB NOT NULL,
+    source_text     TEXT,
+    UNIQUE (segment_id, space)
+);
+CREATE INDEX vectors_scope_space ON vectors (scope, space, vector_id);
+-- The model each (scope, space) was embedded with: mixing models in one space is refused.
+CREATE TABLE space_models (
+    scope           TEXT NOT NULL,
+    space           TEXT NOT NULL,
+    model_id        TEXT NOT NULL,
+    model_revision  TEXT NOT NULL,
+    dims            INTEGER NOT NULL,
+    PRIMARY KEY (scope, space)
+);
+-- What the ANN file of a (scope, space) held when it was last saved.
+CREATE TABLE ann_files (
+    scope           TEXT NOT NULL,
+    space           TEXT NOT NULL,
+    count           INTEGER NOT NULL,
+    key_sum         INTEGER NOT NULL,
+    max_key         INTEGER NOT NULL,
+    PRIMARY KEY (scope, space)
+);
+"#,
+];
 
 /// A media row to insert before processing starts.
 #[derive(Debug, Clone)]
@@ -113,16 +147,10 @@ impl Catalog {
     /// Open or create the catalog at `path` and bring its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| sql_err(path, e))?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(|e| sql_err(path, e))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-        )
-        .map_err(|e| sql_err(path, e))?;
-        let catalog = Catalog {
-            path: path.to_path_buf(),
-            conn: Mutex::new(conn),
-        };
+        let catalog = Catalog { path: path.to_path_buf(), conn: Mutex::new(conn) };
         catalog.migrate()?;
         Ok(catalog)
     }
@@ -131,32 +159,33 @@ impl Catalog {
         &self.path
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite half-written: transactions roll back.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn err(&self, e: rusqlite::Error) -> Error {
+    pub(super) fn err(&self, e: rusqlite::Error) -> Error {
         sql_err(&self.path, e)
     }
 
     fn migrate(&self) -> Result<()> {
         let mut conn = self.conn();
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| sql_err(&self.path, e))?;
+        let version: i64 =
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| sql_err(&self.path, e))?;
         let version = usize::try_from(version).unwrap_or(usize::MAX);
         if version > MIGRATIONS.len() {
             return Err(Error::Catalog {
                 path: self.path.clone(),
-                message: format!("schema version {version} is newer than this build knows ({}); upgrade videovector", MIGRATIONS.len()),
+                message: format!(
+                    "schema version {version} is newer than this build knows ({}); upgrade videovector",
+                    MIGRATIONS.len()
+                ),
             });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
             let tx = conn.transaction().map_err(|e| sql_err(&self.path, e))?;
             tx.execute_batch(sql).map_err(|e| sql_err(&self.path, e))?;
-            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
-                .map_err(|e| sql_err(&self.path, e))?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).map_err(|e| sql_err(&self.path, e))?;
             tx.commit().map_err(|e| sql_err(&self.path, e))?;
         }
         Ok(())
@@ -164,24 +193,17 @@ impl Catalog {
 
     /// Schema version after migrations.
     pub fn schema_version(&self) -> Result<u32> {
-        self.conn()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| self.err(e))
+        self.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))
     }
 
     /// SQLite's own consistency check; `Ok` when the file is sound.
     pub fn integrity_check(&self) -> Result<()> {
-        let result: String = self
-            .conn()
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
+        let result: String =
+            self.conn().query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| self.err(e))?;
         if result == "ok" {
             Ok(())
         } else {
-            Err(Error::Catalog {
-                path: self.path.clone(),
-                message: format!("integrity check failed: {result}"),
-            })
+            Err(Error::Catalog { path: self.path.clone(), message: format!("integrity check failed: {result}") })
         }
     }
 
@@ -191,19 +213,12 @@ impl Catalog {
     pub fn create_index(&self, name: &str, idempotency_key: Option<&str>) -> Result<Index> {
         let name = name.trim();
         if name.is_empty() || name.len() > 256 {
-            return Err(Error::invalid(
-                "name",
-                "an index name must be 1 to 256 characters",
-            ));
+            return Err(Error::invalid("name", "an index name must be 1 to 256 characters"));
         }
         if let Some(key) = idempotency_key {
             let existing: Option<String> = self
                 .conn()
-                .query_row(
-                    "SELECT index_id FROM indexes WHERE idempotency_key = ?1",
-                    [key],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT index_id FROM indexes WHERE idempotency_key = ?1", [key], |r| r.get(0))
                 .optional()
                 .map_err(|e| self.err(e))?;
             if let Some(id) = existing {
@@ -225,12 +240,8 @@ impl Catalog {
         );
         match inserted {
             Ok(_) => self.get_index(&id),
-            Err(rusqlite::Error::SqliteFailure(f, _))
-                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                Err(Error::Conflict(format!(
-                    "an index named {name:?} already exists"
-                )))
+            Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Err(Error::Conflict(format!("an index named {name:?} already exists")))
             }
             Err(e) => Err(self.err(e)),
         }
@@ -262,11 +273,8 @@ impl Catalog {
                  FROM indexes i ORDER BY i.created_at, i.index_id",
             )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], index_from_row)
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))
+        let rows = stmt.query_map([], index_from_row).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
     }
 
     /// Delete an index with its media and segments; returns the ids of the media removed.
@@ -275,17 +283,11 @@ impl Catalog {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let videos: Vec<String> = {
-            let mut stmt = tx
-                .prepare("SELECT video_id FROM media WHERE index_id = ?1")
-                .map_err(|e| self.err(e))?;
-            let rows = stmt
-                .query_map([&index.index_id], |r| r.get(0))
-                .map_err(|e| self.err(e))?;
-            rows.collect::<rusqlite::Result<_>>()
-                .map_err(|e| self.err(e))?
+            let mut stmt = tx.prepare("SELECT video_id FROM media WHERE index_id = ?1").map_err(|e| self.err(e))?;
+            let rows = stmt.query_map([&index.index_id], |r| r.get(0)).map_err(|e| self.err(e))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))?
         };
-        tx.execute("DELETE FROM indexes WHERE index_id = ?1", [&index.index_id])
-            .map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM indexes WHERE index_id = ?1", [&index.index_id]).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(videos)
     }
@@ -293,11 +295,7 @@ impl Catalog {
     // ---- media ----
 
     /// The media row for this content in this index (or the playground), if any.
-    pub fn find_media_by_content(
-        &self,
-        index_id: Option<&str>,
-        content_hash: &str,
-    ) -> Result<Option<Media>> {
+    pub fn find_media_by_content(&self, index_id: Option<&str>, content_hash: &str) -> Result<Option<Media>> {
         self.query_media(
             "WHERE coalesce(index_id, '') = coalesce(?1, '') AND content_hash = ?2",
             params![index_id, content_hash],
@@ -310,10 +308,7 @@ impl Catalog {
 
     fn query_media(&self, filter: &str, args: impl rusqlite::Params) -> Result<Option<Media>> {
         let sql = format!("SELECT {MEDIA_COLUMNS} FROM media {filter}");
-        self.conn()
-            .query_row(&sql, args, media_from_row)
-            .optional()
-            .map_err(|e| self.err(e))
+        self.conn().query_row(&sql, args, media_from_row).optional().map_err(|e| self.err(e))
     }
 
     /// Insert a media row in `processing` state, committed before any work starts.
@@ -345,11 +340,7 @@ impl Catalog {
     ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
-        tx.execute(
-            "DELETE FROM segments WHERE video_id = ?1 AND run_id = ''",
-            [video_id],
-        )
-        .map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM segments WHERE video_id = ?1 AND run_id = ''", [video_id]).map_err(|e| self.err(e))?;
         tx.execute(
             "UPDATE media SET status = ?2, error = ?3, source_path = coalesce(?4, source_path), updated_at = ?5 WHERE video_id = ?1",
             params![video_id, status.as_str(), error, source_path, now_rfc3339()],
@@ -360,23 +351,12 @@ impl Catalog {
 
     /// Store the segments and probe results and mark the media `completed`, atomically.
     pub fn complete_media(&self, video_id: &str, done: &Completed<'_>) -> Result<()> {
-        let Completed {
-            info,
-            duration_us,
-            segmentation_json,
-            gif_path,
-            warnings,
-            segments,
-        } = *done;
+        let Completed { info, duration_us, segmentation_json, gif_path, warnings, segments } = *done;
         let metadata = serde_json::to_string(info).expect("MediaInfo serialises");
         let warnings = serde_json::to_string(warnings).expect("strings serialise");
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
-        tx.execute(
-            "DELETE FROM segments WHERE video_id = ?1 AND run_id = ''",
-            [video_id],
-        )
-        .map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM segments WHERE video_id = ?1 AND run_id = ''", [video_id]).map_err(|e| self.err(e))?;
         {
             let mut stmt = tx
                 .prepare(
@@ -431,8 +411,7 @@ impl Catalog {
     }
 
     pub fn get_media(&self, video_id: &str) -> Result<Media> {
-        self.query_media("WHERE video_id = ?1", [video_id])?
-            .ok_or_else(|| Error::not_found("video", video_id))
+        self.query_media("WHERE video_id = ?1", [video_id])?.ok_or_else(|| Error::not_found("video", video_id))
     }
 
     /// Media left `pending` or `processing` by an interrupted ingest.
@@ -440,11 +419,8 @@ impl Catalog {
         let conn = self.conn();
         let sql = format!("SELECT {MEDIA_COLUMNS} FROM media WHERE status IN ('pending', 'processing') ORDER BY rowid");
         let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], media_from_row)
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))
+        let rows = stmt.query_map([], media_from_row).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
     }
 
     /// Media of one index, of the playground, or all media, in ingest order.
@@ -455,7 +431,8 @@ impl Catalog {
             MediaScope::Index(id) => ("index_id = ?3", Some(id)),
             MediaScope::Playground => ("index_id IS NULL", None),
         };
-        let sql = format!("SELECT {MEDIA_COLUMNS}, rowid FROM media WHERE rowid > ?1 AND {filter} ORDER BY rowid LIMIT ?2");
+        let sql =
+            format!("SELECT {MEDIA_COLUMNS}, rowid FROM media WHERE rowid > ?1 AND {filter} ORDER BY rowid LIMIT ?2");
         let conn = self.conn();
         let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
         let map = |r: &Row<'_>| Ok((media_from_row(r)?, r.get::<_, i64>(MEDIA_COLUMN_COUNT)?));
@@ -471,10 +448,7 @@ impl Catalog {
 
     /// Delete a media item and its segments. Files are the caller's to remove.
     pub fn delete_media(&self, video_id: &str) -> Result<()> {
-        let n = self
-            .conn()
-            .execute("DELETE FROM media WHERE video_id = ?1", [video_id])
-            .map_err(|e| self.err(e))?;
+        let n = self.conn().execute("DELETE FROM media WHERE video_id = ?1", [video_id]).map_err(|e| self.err(e))?;
         if n == 0 {
             return Err(Error::not_found("video", video_id));
         }
@@ -499,10 +473,9 @@ impl Catalog {
         let conn = self.conn();
         let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
         let rows: Vec<(Segment, i64)> = stmt
-            .query_map(
-                params![video_id, kind.map(|k| k.as_str()), after, limit + 1],
-                |r| Ok((segment_from_row(r)?, r.get(SEGMENT_COLUMN_COUNT)?)),
-            )
+            .query_map(params![video_id, kind.map(|k| k.as_str()), after, limit + 1], |r| {
+                Ok((segment_from_row(r)?, r.get(SEGMENT_COLUMN_COUNT)?))
+            })
             .map_err(|e| self.err(e))?
             .collect::<rusqlite::Result<_>>()
             .map_err(|e| self.err(e))?;
@@ -512,10 +485,7 @@ impl Catalog {
     /// Every segment of a media item of one kind, in order (no pagination).
     pub fn all_segments(&self, video_id: &str, kind: SegmentKind) -> Result<Vec<Segment>> {
         let mut out = Vec::new();
-        let mut page = PageRequest {
-            limit: Some(MAX_PAGE_LIMIT),
-            cursor: None,
-        };
+        let mut page = PageRequest { limit: Some(MAX_PAGE_LIMIT), cursor: None };
         loop {
             let p = self.list_segments(video_id, Some(kind), &page)?;
             out.extend(p.data);
@@ -551,12 +521,7 @@ const SEGMENT_COLUMNS: &str =
 const SEGMENT_COLUMN_COUNT: usize = 11;
 
 fn index_from_row(r: &Row<'_>) -> rusqlite::Result<Index> {
-    Ok(Index {
-        index_id: r.get(0)?,
-        name: r.get(1)?,
-        created_at: r.get(2)?,
-        video_count: r.get::<_, i64>(3)? as u64,
-    })
+    Ok(Index { index_id: r.get(0)?, name: r.get(1)?, created_at: r.get(2)?, video_count: r.get::<_, i64>(3)? as u64 })
 }
 
 fn bad_column(i: usize, what: &str, value: &str) -> rusqlite::Error {
@@ -589,10 +554,7 @@ fn media_from_row(r: &Row<'_>) -> rusqlite::Result<Media> {
         idempotency_key: r.get(12)?,
         created_at: r.get(13)?,
         updated_at: r.get(14)?,
-        warnings: r
-            .get::<_, Option<String>>(15)?
-            .and_then(|w| serde_json::from_str(&w).ok())
-            .unwrap_or_default(),
+        warnings: r.get::<_, Option<String>>(15)?.and_then(|w| serde_json::from_str(&w).ok()).unwrap_or_default(),
     })
 }
 
@@ -622,10 +584,7 @@ fn segment_from_row(r: &Row<'_>) -> rusqlite::Result<Segment> {
 fn page_bounds(page: &PageRequest) -> Result<(i64, i64)> {
     let limit = page.limit.unwrap_or(DEFAULT_PAGE_LIMIT);
     if limit == 0 || limit > MAX_PAGE_LIMIT {
-        return Err(Error::invalid(
-            "limit",
-            format!("must be between 1 and {MAX_PAGE_LIMIT}, got {limit}"),
-        ));
+        return Err(Error::invalid("limit", format!("must be between 1 and {MAX_PAGE_LIMIT}, got {limit}")));
     }
     let after = match &page.cursor {
         None => 0,
@@ -633,12 +592,7 @@ fn page_bounds(page: &PageRequest) -> Result<(i64, i64)> {
             .strip_prefix('c')
             .and_then(|n| n.parse::<i64>().ok())
             .filter(|n| *n >= 0)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "cursor",
-                    format!("{c:?} is not a cursor this listing returned"),
-                )
-            })?,
+            .ok_or_else(|| Error::invalid("cursor", format!("{c:?} is not a cursor this listing returned")))?,
     };
     Ok((i64::from(limit), after))
 }
@@ -646,30 +600,17 @@ fn page_bounds(page: &PageRequest) -> Result<(i64, i64)> {
 fn paginate<T>(mut rows: Vec<(T, i64)>, limit: i64) -> Page<T> {
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next_cursor = if has_more {
-        rows.last().map(|(_, rowid)| format!("c{rowid}"))
-    } else {
-        None
-    };
-    Page {
-        data: rows.into_iter().map(|(t, _)| t).collect(),
-        next_cursor,
-        has_more,
-    }
+    let next_cursor = if has_more { rows.last().map(|(_, rowid)| format!("c{rowid}")) } else { None };
+    Page { data: rows.into_iter().map(|(t, _)| t).collect(), next_cursor, has_more }
 }
 
 fn sql_err(path: &Path, e: rusqlite::Error) -> Error {
-    Error::Catalog {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
+    Error::Catalog { path: path.to_path_buf(), message: e.to_string() }
 }
 
 /// Current UTC time as RFC 3339 with milliseconds, e.g. `2026-04-20T09:30:00.123Z`.
 pub(crate) fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = now.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -712,10 +653,7 @@ mod tests {
             .unwrap();
         }
         let mut seen = Vec::new();
-        let mut req = PageRequest {
-            limit: Some(3),
-            cursor: None,
-        };
+        let mut req = PageRequest { limit: Some(3), cursor: None };
         loop {
             let page = cat.list_media(MediaScope::All, &req).unwrap();
             assert!(page.data.len() <= 3);
@@ -728,25 +666,9 @@ mod tests {
         assert_eq!(seen.len(), 7);
         seen.dedup();
         assert_eq!(seen.len(), 7);
-        let bad = cat
-            .list_media(
-                MediaScope::All,
-                &PageRequest {
-                    limit: Some(0),
-                    cursor: None,
-                },
-            )
-            .unwrap_err();
+        let bad = cat.list_media(MediaScope::All, &PageRequest { limit: Some(0), cursor: None }).unwrap_err();
         assert!(bad.to_string().contains("limit"), "{bad}");
-        let bad = cat
-            .list_media(
-                MediaScope::All,
-                &PageRequest {
-                    limit: None,
-                    cursor: Some("zz".into()),
-                },
-            )
-            .unwrap_err();
+        let bad = cat.list_media(MediaScope::All, &PageRequest { limit: None, cursor: Some("zz".into()) }).unwrap_err();
         assert!(bad.to_string().contains("cursor"), "{bad}");
     }
 
@@ -771,32 +693,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cat = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
         let a = cat.create_index("news", Some("k1")).unwrap();
-        assert_eq!(
-            cat.create_index("news", Some("k1")).unwrap().index_id,
-            a.index_id
-        );
-        assert_eq!(
-            cat.create_index("news", None).unwrap_err().kind(),
-            crate::ErrorKind::Conflict
-        );
-        assert_eq!(
-            cat.create_index("sport", Some("k1")).unwrap_err().kind(),
-            crate::ErrorKind::Conflict
-        );
+        assert_eq!(cat.create_index("news", Some("k1")).unwrap().index_id, a.index_id);
+        assert_eq!(cat.create_index("news", None).unwrap_err().kind(), crate::ErrorKind::Conflict);
+        assert_eq!(cat.create_index("sport", Some("k1")).unwrap_err().kind(), crate::ErrorKind::Conflict);
         assert_eq!(cat.get_index("news").unwrap().index_id, a.index_id);
-        assert_eq!(
-            cat.get_index("idx_missing").unwrap_err().kind(),
-            crate::ErrorKind::NotFound
-        );
+        assert_eq!(cat.get_index("idx_missing").unwrap_err().kind(), crate::ErrorKind::NotFound);
     }
 
     #[test]
     fn rfc3339_has_the_expected_shape() {
         let s = now_rfc3339();
         assert_eq!(s.len(), 24, "{s}");
-        assert!(
-            s.starts_with("20") && s.ends_with('Z') && &s[10..11] == "T",
-            "{s}"
-        );
+        assert!(s.starts_with("20") && s.ends_with('Z') && &s[10..11] == "T", "{s}");
     }
 }

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// The data folder: `catalog.sqlite`, `thumbnails/<video_id>/<segment_id>.jpg`, `previews/<video_id>.gif`.
+/// The data folder: `catalog.sqlite`, `thumbnails/<video_id>/<segment_id>.jpg`,
+/// `previews/<video_id>.gif`, `ann/<scope>/<space>.usearch`.
 #[derive(Debug, Clone)]
 pub struct Layout {
     root: PathBuf,
@@ -14,16 +15,10 @@ pub struct Layout {
 impl Layout {
     /// Create the folder and its subfolders if needed.
     pub fn create(root: &Path) -> Result<Self> {
-        for dir in [
-            root.to_path_buf(),
-            root.join("thumbnails"),
-            root.join("previews"),
-        ] {
+        for dir in [root.to_path_buf(), root.join("thumbnails"), root.join("previews")] {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
-        Ok(Layout {
-            root: root.to_path_buf(),
-        })
+        Ok(Layout { root: root.to_path_buf() })
     }
 
     pub fn root(&self) -> &Path {
@@ -39,8 +34,13 @@ impl Layout {
     }
 
     pub fn thumbnail(&self, video_id: &str, segment_id: &str) -> PathBuf {
-        self.thumbnails_dir(video_id)
-            .join(format!("{segment_id}.jpg"))
+        self.thumbnails_dir(video_id).join(format!("{segment_id}.jpg"))
+    }
+
+    /// The ANN file of a scope's embedding space (`ann/<index_id or _playground>/<space>.usearch`).
+    pub fn ann_file(&self, scope: &str, space: &str) -> PathBuf {
+        let dir = if scope.is_empty() { "_playground" } else { scope };
+        self.root.join("ann").join(dir).join(format!("{space}.usearch"))
     }
 
     pub fn preview_gif(&self, video_id: &str) -> PathBuf {

@@ -2,12 +2,15 @@
 //!
 //! The store knows nothing about video: it keeps records and files that the pipeline hands it.
 
+pub mod ann;
 mod catalog;
 mod layout;
+pub mod vectors;
 
 pub use catalog::{Catalog, Completed, MediaScope, NewMedia, NewSegment};
 pub(crate) use layout::write_atomic;
 pub use layout::Layout;
+pub use vectors::{Fingerprint, HitRow, NewVector, Space};
 
 use serde::{Deserialize, Serialize};
 

@@ -9,21 +9,11 @@ fn truth_transitions(name: &str) -> Vec<(f64, f64)> {
     let t = truth_of(name);
     let gradual: Vec<(f64, f64)> = t["transitions"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|tr| (tr["start"].as_f64().unwrap(), tr["end"].as_f64().unwrap()))
-                .collect()
-        })
+        .map(|a| a.iter().map(|tr| (tr["start"].as_f64().unwrap(), tr["end"].as_f64().unwrap())).collect())
         .unwrap_or_default();
     f64s(&t["cuts"])
         .into_iter()
-        .map(|c| {
-            gradual
-                .iter()
-                .copied()
-                .find(|(s, e)| (*s..=*e).contains(&c))
-                .unwrap_or((c, c))
-        })
+        .map(|c| gradual.iter().copied().find(|(s, e)| (*s..=*e).contains(&c)).unwrap_or((c, c)))
         .collect()
 }
 
@@ -66,15 +56,9 @@ fn content_aware_detection_finds_every_cut_and_nothing_else() {
     for name in CLIPS {
         let analysis = analyse(&fixture(name), &Default::default(), &mut |_| {}).expect(name);
         let fps = truth_of(name)["fps"].as_f64().unwrap_or(25.0);
-        let detected: Vec<f64> = analysis
-            .cuts
-            .iter()
-            .map(|c| c.time_us as f64 / 1e6)
-            .collect();
+        let detected: Vec<f64> = analysis.cuts.iter().map(|c| c.time_us as f64 / 1e6).collect();
         let (t, f, n) = score(&detected, &truth_transitions(name), 1.0 / fps);
-        report.push(format!(
-            "{name}: detected {detected:?}, tp {t} fp {f} fn {n}"
-        ));
+        report.push(format!("{name}: detected {detected:?}, tp {t} fp {f} fn {n}"));
         (tp, fp, fn_) = (tp + t, fp + f, fn_ + n);
     }
     let f1 = 2.0 * tp as f64 / (2 * tp + fp + fn_) as f64;
@@ -87,24 +71,13 @@ fn content_aware_detection_finds_every_cut_and_nothing_else() {
 fn timestamps_come_from_frame_counts_when_the_container_lacks_them() {
     // Regression: packed B-frames in AVI give a third of the frames no pts and start the
     // best-effort timestamps two frames late; the cut at frame 50 must land at 2.00 s, not 2.08 s.
-    let analysis = analyse(
-        &fixture("packed_bframes.avi"),
-        &Default::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let analysis = analyse(&fixture("packed_bframes.avi"), &Default::default(), &mut |_| {}).unwrap();
     let times: Vec<i64> = analysis.frames.iter().map(|f| f.time_us).collect();
     assert_eq!(times.len(), 100);
     assert_eq!(times[0], 0);
-    assert!(
-        times.windows(2).all(|w| w[1] - w[0] == 40_000),
-        "frame times are evenly spaced"
-    );
+    assert!(times.windows(2).all(|w| w[1] - w[0] == 40_000), "frame times are evenly spaced");
     assert_eq!(analysis.duration_us, 4_000_000);
-    assert_eq!(
-        analysis.cuts.iter().map(|c| c.frame).collect::<Vec<_>>(),
-        vec![50]
-    );
+    assert_eq!(analysis.cuts.iter().map(|c| c.frame).collect::<Vec<_>>(), vec![50]);
 }
 
 #[test]

@@ -6,15 +6,9 @@ use videovector::{ErrorKind, IngestOptions, PageRequest, SegmentQuery, Status, V
 #[test]
 fn bad_files_fail_with_their_name_and_leave_the_catalog_intact() {
     let (dir, engine) = temp_engine();
-    let good = engine
-        .media()
-        .ingest(fixture("bikes.mp4"), &IngestOptions::default())
-        .unwrap();
+    let good = engine.media().ingest(fixture("bikes.mp4"), &IngestOptions::default()).unwrap();
     let good_id = good.video_id.clone().unwrap();
-    let before = engine
-        .media()
-        .list_segments(&good_id, &SegmentQuery::default())
-        .unwrap();
+    let before = engine.media().list_segments(&good_id, &SegmentQuery::default()).unwrap();
 
     let directory_as_file = dir.path().join("folder.mp4");
     std::fs::create_dir(&directory_as_file).unwrap();
@@ -25,24 +19,14 @@ fn bad_files_fail_with_their_name_and_leave_the_catalog_intact() {
         (fixture("corrupt.mp4"), "FFmpeg cannot open it"),
         (dir.path().join("missing.mp4"), "No such file"),
     ];
-    let paths: Vec<_> = cases
-        .iter()
-        .map(|(p, _)| p.clone())
-        .chain([fixture("cuts.mp4")])
-        .collect();
-    let results = engine
-        .media()
-        .ingest_many(&paths, &IngestOptions::default(), &mut |_, _| {})
-        .unwrap();
+    let paths: Vec<_> = cases.iter().map(|(p, _)| p.clone()).chain([fixture("cuts.mp4")]).collect();
+    let results = engine.media().ingest_many(&paths, &IngestOptions::default(), &mut |_, _| {}).unwrap();
     assert_eq!(results.len(), cases.len() + 1);
     for ((path, expected), r) in cases.iter().zip(&results) {
         let name = path.file_name().unwrap().to_string_lossy();
         assert_eq!(r.status, Status::Failed, "{name}");
         let err = r.error.as_deref().unwrap();
-        assert!(
-            err.contains(name.as_ref()),
-            "error does not name the file: {err}"
-        );
+        assert!(err.contains(name.as_ref()), "error does not name the file: {err}");
         assert!(err.contains(expected), "{name}: {err}");
         assert!(r.segments.is_empty());
         if let Some(id) = &r.video_id {
@@ -52,40 +36,21 @@ fn bad_files_fail_with_their_name_and_leave_the_catalog_intact() {
             assert!(!dir.path().join("data/thumbnails").join(id).exists());
         }
     }
-    assert_eq!(
-        results.last().unwrap().status,
-        Status::Completed,
-        "the batch goes on after bad files"
-    );
+    assert_eq!(results.last().unwrap().status, Status::Completed, "the batch goes on after bad files");
 
     engine.catalog().integrity_check().unwrap();
-    let after = engine
-        .media()
-        .list_segments(&good_id, &SegmentQuery::default())
-        .unwrap();
-    assert_eq!(
-        before, after,
-        "segments of media ingested earlier are untouched"
-    );
-    assert!(after
-        .data
-        .iter()
-        .all(|s| std::path::Path::new(s.thumbnail_path.as_ref().unwrap()).exists()));
+    let after = engine.media().list_segments(&good_id, &SegmentQuery::default()).unwrap();
+    assert_eq!(before, after, "segments of media ingested earlier are untouched");
+    assert!(after.data.iter().all(|s| std::path::Path::new(s.thumbnail_path.as_ref().unwrap()).exists()));
 }
 
 #[test]
 fn a_damaged_file_is_ingested_with_a_warning() {
     let (_dir, engine) = temp_engine();
-    let r = engine
-        .media()
-        .ingest(fixture("corrupt_tail.mp4"), &IngestOptions::default())
-        .unwrap();
+    let r = engine.media().ingest(fixture("corrupt_tail.mp4"), &IngestOptions::default()).unwrap();
     assert_eq!(r.status, Status::Completed);
     assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
-    assert!(
-        r.warnings[0].contains("corrupt_tail.mp4")
-            && r.warnings[0].contains("could not be decoded")
-    );
+    assert!(r.warnings[0].contains("corrupt_tail.mp4") && r.warnings[0].contains("could not be decoded"));
     crate::common::assert_tiles(&r.segments, r.duration.unwrap(), "corrupt_tail.mp4");
 }
 
@@ -94,20 +59,10 @@ fn a_failed_file_can_be_retried_under_the_same_id() {
     let (dir, engine) = temp_engine();
     let path = dir.path().join("later.mp4");
     std::fs::write(&path, b"not yet").unwrap();
-    let failed = engine
-        .media()
-        .ingest(&path, &IngestOptions::default())
-        .unwrap();
+    let failed = engine.media().ingest(&path, &IngestOptions::default()).unwrap();
     assert_eq!(failed.status, Status::Failed);
-    let again = engine
-        .media()
-        .ingest(&path, &IngestOptions::default())
-        .unwrap();
-    assert_eq!(
-        (again.status, again.video_id),
-        (Status::Failed, failed.video_id),
-        "same content, same row"
-    );
+    let again = engine.media().ingest(&path, &IngestOptions::default()).unwrap();
+    assert_eq!((again.status, again.video_id), (Status::Failed, failed.video_id), "same content, same row");
     assert_eq!(media_count(&engine), 1);
 }
 
@@ -123,48 +78,22 @@ fn malformed_requests_are_errors_that_name_the_field() {
     for bad in [0.0, -2.0, f64::NAN, f64::INFINITY] {
         o.segmentation.video_segment_duration = Some(bad);
         let err = engine.media().ingest(&bikes, &o).unwrap_err();
-        assert!(
-            err.to_string().contains("video_segment_duration"),
-            "{bad}: {err}"
-        );
+        assert!(err.to_string().contains("video_segment_duration"), "{bad}: {err}");
     }
-    let err = engine
-        .media()
-        .ingest(
-            &bikes,
-            &IngestOptions {
-                index: Some("nope".into()),
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
+    let err =
+        engine.media().ingest(&bikes, &IngestOptions { index: Some("nope".into()), ..Default::default() }).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(
-        err.to_string().contains("nope") && err.to_string().contains("index create"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("nope") && err.to_string().contains("index create"), "{err}");
     assert!(media_count(&engine) == 0, "a bad request stores nothing");
 
-    let err = engine
-        .media()
-        .list_segments("vid_unknown", &SegmentQuery::default())
-        .unwrap_err();
+    let err = engine.media().list_segments("vid_unknown", &SegmentQuery::default()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert!(err.to_string().contains("vid_unknown"));
-    let err = engine
-        .media()
-        .list(&PageRequest {
-            limit: Some(5000),
-            cursor: None,
-        })
-        .unwrap_err();
+    let err = engine.media().list(&PageRequest { limit: Some(5000), cursor: None }).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BadRequest);
     let err = engine.indexes().create("  ", None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BadRequest);
-    assert_eq!(
-        engine.indexes().delete("idx_unknown").unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
+    assert_eq!(engine.indexes().delete("idx_unknown").unwrap_err().kind(), ErrorKind::NotFound);
 }
 
 #[test]
@@ -175,8 +104,6 @@ fn a_catalog_from_a_newer_version_is_refused_not_rewritten() {
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch("PRAGMA user_version = 99").unwrap();
     drop(conn);
-    let err = videovector::Engine::open(dir.path().join("data"))
-        .err()
-        .expect("refused");
+    let err = videovector::Engine::open(dir.path().join("data")).err().expect("refused");
     assert!(err.to_string().contains("newer"), "{err}");
 }

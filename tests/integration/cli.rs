@@ -7,12 +7,7 @@ use crate::common::fixture;
 use serde_json::Value;
 
 fn vv(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_videovector"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_videovector")).arg("--data-dir").arg(data).args(args).output().unwrap()
 }
 
 fn json_lines(out: &Output) -> Vec<Value> {
@@ -47,11 +42,7 @@ fn ingest_segments_and_media_list_print_the_api_fields() {
             "--json",
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let items = json_lines(&out);
     assert_eq!(items.len(), 2);
     let video = &items[0];
@@ -62,13 +53,7 @@ fn ingest_segments_and_media_list_print_the_api_fields() {
     let segs = video["segments"].as_array().unwrap();
     assert_eq!(segs.len(), 6, "bikes.mp4 has six shots");
     for s in segs {
-        for field in [
-            "segment_id",
-            "start",
-            "end",
-            "keyframe_time",
-            "thumbnail_path",
-        ] {
+        for field in ["segment_id", "start", "end", "keyframe_time", "thumbnail_path"] {
             assert!(!s[field].is_null(), "segment lacks {field}: {s}");
         }
         assert!(s["segment_id"].as_str().unwrap().starts_with("seg_"));
@@ -81,13 +66,8 @@ fn ingest_segments_and_media_list_print_the_api_fields() {
     let listed = json_lines(&out);
     assert_eq!(listed.len(), 6);
     assert_eq!(
-        listed
-            .iter()
-            .map(|s| s["segment_id"].clone())
-            .collect::<Vec<_>>(),
-        segs.iter()
-            .map(|s| s["segment_id"].clone())
-            .collect::<Vec<_>>()
+        listed.iter().map(|s| s["segment_id"].clone()).collect::<Vec<_>>(),
+        segs.iter().map(|s| s["segment_id"].clone()).collect::<Vec<_>>()
     );
 
     let out = vv(&data, &["media", "list", "--json"]);
@@ -98,12 +78,7 @@ fn ingest_segments_and_media_list_print_the_api_fields() {
     let page = &json_lines(&out)[0];
     assert_eq!(page["has_more"], true);
     let cursor = page["next_cursor"].as_str().unwrap();
-    let out = vv(
-        &data,
-        &[
-            "media", "list", "--limit", "1", "--cursor", cursor, "--json",
-        ],
-    );
+    let out = vv(&data, &["media", "list", "--limit", "1", "--cursor", cursor, "--json"]);
     assert_eq!(json_lines(&out)[0]["data"][0]["media_type"], "audio");
 }
 
@@ -115,45 +90,23 @@ fn errors_go_to_stderr_name_the_input_and_exit_non_zero() {
     let out = vv(&data, &["ingest", empty.to_str().unwrap(), "--json"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("empty.mp4") && stderr.contains("empty"),
-        "{stderr}"
-    );
-    assert_eq!(
-        json_lines(&out)[0]["status"],
-        "failed",
-        "the failure is also reported on stdout"
-    );
+    assert!(stderr.contains("empty.mp4") && stderr.contains("empty"), "{stderr}");
+    assert_eq!(json_lines(&out)[0]["status"], "failed", "the failure is also reported on stdout");
 
     let bikes = fixture("bikes.mp4");
-    let out = vv(
-        &data,
-        &["ingest", bikes.to_str().unwrap(), "--index", "missing"],
-    );
+    let out = vv(&data, &["ingest", bikes.to_str().unwrap(), "--index", "missing"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("index not found: missing")
-            && stderr.contains("videovector index create missing"),
+        stderr.contains("index not found: missing") && stderr.contains("videovector index create missing"),
         "{stderr}"
     );
 
-    let out = vv(
-        &data,
-        &["ingest", bikes.to_str().unwrap(), "--segmentation", "fixed"],
-    );
+    let out = vv(&data, &["ingest", bikes.to_str().unwrap(), "--segmentation", "fixed"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("video_segment_duration"));
 
-    let out = vv(
-        &data,
-        &[
-            "ingest",
-            bikes.to_str().unwrap(),
-            "--segmentation",
-            "sometimes",
-        ],
-    );
+    let out = vv(&data, &["ingest", bikes.to_str().unwrap(), "--segmentation", "sometimes"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("smart, fixed, content_aware"));
 

@@ -13,11 +13,7 @@ pub fn fixtures_dir() -> PathBuf {
 /// Path of a fixture file; fails the test with the command that makes it when it is missing.
 pub fn fixture(name: &str) -> PathBuf {
     let path = fixtures_dir().join("media").join(name);
-    assert!(
-        path.exists(),
-        "fixture {} is missing: run `bash fixtures/make.sh` first",
-        path.display()
-    );
+    assert!(path.exists(), "fixture {} is missing: run `bash fixtures/make.sh` first", path.display());
     path
 }
 
@@ -25,8 +21,7 @@ pub fn fixture(name: &str) -> PathBuf {
 pub fn truth() -> &'static Value {
     static TRUTH: OnceLock<Value> = OnceLock::new();
     TRUTH.get_or_init(|| {
-        let text = std::fs::read_to_string(fixtures_dir().join("ground_truth.json"))
-            .expect("ground_truth.json");
+        let text = std::fs::read_to_string(fixtures_dir().join("ground_truth.json")).expect("ground_truth.json");
         let all: Value = serde_json::from_str(&text).expect("ground_truth.json parses");
         all["files"].clone()
     })
@@ -39,9 +34,7 @@ pub fn truth_of(name: &str) -> &'static Value {
 }
 
 pub fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .map(|a| a.iter().filter_map(Value::as_f64).collect())
-        .unwrap_or_default()
+    v.as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default()
 }
 
 pub fn temp_engine() -> (tempfile::TempDir, Engine) {
@@ -53,38 +46,19 @@ pub fn temp_engine() -> (tempfile::TempDir, Engine) {
 /// The segment invariant: spans tile `[0, duration]` in order, no gaps or overlaps, none empty.
 pub fn assert_tiles(segments: &[Segment], duration: f64, what: &str) {
     assert!(!segments.is_empty(), "{what}: no segments");
-    assert_eq!(
-        segments[0].start_us, 0,
-        "{what}: first segment starts at {}",
-        segments[0].start
-    );
+    assert_eq!(segments[0].start_us, 0, "{what}: first segment starts at {}", segments[0].start);
     let last = segments.last().unwrap();
-    assert!(
-        (last.end - duration).abs() < 1e-6,
-        "{what}: last segment ends at {} not {duration}",
-        last.end
-    );
+    assert!((last.end - duration).abs() < 1e-6, "{what}: last segment ends at {} not {duration}", last.end);
     for (i, s) in segments.iter().enumerate() {
         assert_eq!(s.index as usize, i, "{what}: segment order");
-        assert!(
-            s.end_us > s.start_us || duration == 0.0,
-            "{what}: segment {i} is empty: {s:?}"
-        );
+        assert!(s.end_us > s.start_us || duration == 0.0, "{what}: segment {i} is empty: {s:?}");
         if let Some(next) = segments.get(i + 1) {
-            assert_eq!(
-                next.start_us, s.end_us,
-                "{what}: gap or overlap after segment {i}"
-            );
+            assert_eq!(next.start_us, s.end_us, "{what}: gap or overlap after segment {i}");
         }
     }
 }
 
 /// How many media items the engine holds (first page, which is plenty for tests).
 pub fn media_count(engine: &Engine) -> usize {
-    engine
-        .media()
-        .list(&PageRequest::default())
-        .expect("media list")
-        .data
-        .len()
+    engine.media().list(&PageRequest::default()).expect("media list").data.len()
 }

@@ -8,15 +8,8 @@ use crate::common::fixture;
 use videovector::{Engine, IngestOptions, PageRequest, SegmentKind, Status};
 
 fn status_of(db: &std::path::Path, file: &str) -> Option<String> {
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .ok()?;
-    conn.query_row(
-        "SELECT status FROM media WHERE source_path LIKE ?1",
-        [format!("%{file}")],
-        |r| r.get(0),
-    )
-    .ok()
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    conn.query_row("SELECT status FROM media WHERE source_path LIKE ?1", [format!("%{file}")], |r| r.get(0)).ok()
 }
 
 #[test]
@@ -26,29 +19,15 @@ fn kill_during_ingest_then_resume_without_duplicates() {
     let files = [fixture("bikes.mp4"), fixture("long_1min.mp4")];
     let ingest = || {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_videovector"));
-        cmd.arg("--data-dir")
-            .arg(&data)
-            .arg("ingest")
-            .args(&files)
-            .arg("--json");
+        cmd.arg("--data-dir").arg(&data).arg("ingest").args(&files).arg("--json");
         cmd
     };
-    let mut child = ingest()
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ingest().stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let db = data.join("catalog.sqlite");
     let started = Instant::now();
     while status_of(&db, "long_1min.mp4").as_deref() != Some("processing") {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the second file never started processing"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "ingest finished before it could be killed"
-        );
+        assert!(started.elapsed() < Duration::from_secs(120), "the second file never started processing");
+        assert!(child.try_wait().unwrap().is_none(), "ingest finished before it could be killed");
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap(); // SIGKILL
@@ -59,68 +38,32 @@ fn kill_during_ingest_then_resume_without_duplicates() {
     let media = engine.media().list(&PageRequest::default()).unwrap().data;
     assert_eq!(media.len(), 2);
     let (bikes, long) = (&media[0], &media[1]);
-    assert_eq!(
-        bikes.status,
-        Status::Completed,
-        "the file that finished before the kill is kept"
-    );
+    assert_eq!(bikes.status, Status::Completed, "the file that finished before the kill is kept");
     assert_eq!(long.status, Status::Processing);
-    let bikes_segments = engine
-        .catalog()
-        .all_segments(&bikes.video_id, SegmentKind::Video)
-        .unwrap();
+    let bikes_segments = engine.catalog().all_segments(&bikes.video_id, SegmentKind::Video).unwrap();
     assert!(!bikes_segments.is_empty());
-    assert!(bikes_segments
-        .iter()
-        .all(|s| std::path::Path::new(s.thumbnail_path.as_ref().unwrap()).exists()));
+    assert!(bikes_segments.iter().all(|s| std::path::Path::new(s.thumbnail_path.as_ref().unwrap()).exists()));
     assert!(
-        engine
-            .catalog()
-            .all_segments(&long.video_id, SegmentKind::Video)
-            .unwrap()
-            .is_empty(),
+        engine.catalog().all_segments(&long.video_id, SegmentKind::Video).unwrap().is_empty(),
         "no half-written segments"
     );
 
-    let resumed = engine
-        .media()
-        .resume(&IngestOptions::default(), &mut |_, _| {})
-        .unwrap();
+    let resumed = engine.media().resume(&IngestOptions::default(), &mut |_, _| {}).unwrap();
     assert_eq!(resumed.len(), 1);
-    assert_eq!(
-        resumed[0].video_id.as_ref(),
-        Some(&long.video_id),
-        "resumed under the same id"
-    );
+    assert_eq!(resumed[0].video_id.as_ref(), Some(&long.video_id), "resumed under the same id");
     assert_eq!(resumed[0].status, Status::Completed);
     drop(engine);
 
     // Running the same command again changes nothing.
     let out = ingest().output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let engine = Engine::open(&data).unwrap();
     let again = engine.media().list(&PageRequest::default()).unwrap().data;
     assert_eq!(
-        again
-            .iter()
-            .map(|m| (&m.video_id, m.status))
-            .collect::<Vec<_>>(),
-        vec![
-            (&bikes.video_id, Status::Completed),
-            (&long.video_id, Status::Completed)
-        ]
+        again.iter().map(|m| (&m.video_id, m.status)).collect::<Vec<_>>(),
+        vec![(&bikes.video_id, Status::Completed), (&long.video_id, Status::Completed)]
     );
-    assert_eq!(
-        engine
-            .catalog()
-            .all_segments(&bikes.video_id, SegmentKind::Video)
-            .unwrap(),
-        bikes_segments
-    );
+    assert_eq!(engine.catalog().all_segments(&bikes.video_id, SegmentKind::Video).unwrap(), bikes_segments);
 }
 
 #[test]
@@ -151,17 +94,8 @@ fn rerunning_an_interrupted_ingest_finishes_it() {
     let media = engine.media().list(&PageRequest::default()).unwrap().data;
     assert_eq!(media.len(), 1);
     assert_eq!(media[0].status, Status::Completed);
-    let segments = engine
-        .catalog()
-        .all_segments(&media[0].video_id, SegmentKind::Video)
-        .unwrap();
+    let segments = engine.catalog().all_segments(&media[0].video_id, SegmentKind::Video).unwrap();
     crate::common::assert_tiles(&segments, 60.0, "long_1min.mp4 after resume");
-    let on_disk = std::fs::read_dir(data.join("thumbnails").join(&media[0].video_id))
-        .unwrap()
-        .count();
-    assert_eq!(
-        on_disk,
-        segments.len(),
-        "no stray thumbnails from the killed run"
-    );
+    let on_disk = std::fs::read_dir(data.join("thumbnails").join(&media[0].video_id)).unwrap().count();
+    assert_eq!(on_disk, segments.len(), "no stray thumbnails from the killed run");
 }

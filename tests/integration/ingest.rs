@@ -3,8 +3,8 @@
 
 use crate::common::{assert_tiles, f64s, fixture, media_count, temp_engine, truth_of};
 use videovector::{
-    AudioSegmentation, ErrorKind, IngestOptions, MediaType, PageRequest, SegmentKind, SegmentQuery,
-    Status, VideoSegmentation,
+    AudioSegmentation, ErrorKind, IngestOptions, MediaType, PageRequest, SegmentKind, SegmentQuery, Status,
+    VideoSegmentation,
 };
 
 fn opts(video: VideoSegmentation, duration: Option<f64>) -> IngestOptions {
@@ -20,15 +20,8 @@ fn starts(segments: &[videovector::Segment]) -> Vec<f64> {
 
 #[test]
 fn every_video_mode_tiles_the_timeline_with_a_keyframe_and_thumbnail_per_segment() {
-    for name in [
-        "bikes.mp4",
-        "slideshow.mp4",
-        "fade.mp4",
-        "packed_bframes.avi",
-        "carphone_pristine.mp4",
-    ] {
-        let duration = truth_of(name)["frame_count"].as_f64().unwrap()
-            / truth_of(name)["fps"].as_f64().unwrap();
+    for name in ["bikes.mp4", "slideshow.mp4", "fade.mp4", "packed_bframes.avi", "carphone_pristine.mp4"] {
+        let duration = truth_of(name)["frame_count"].as_f64().unwrap() / truth_of(name)["fps"].as_f64().unwrap();
         for (mode, step) in [
             (VideoSegmentation::Smart, None),
             (VideoSegmentation::ContentAware, None),
@@ -36,41 +29,22 @@ fn every_video_mode_tiles_the_timeline_with_a_keyframe_and_thumbnail_per_segment
         ] {
             let what = format!("{name} {mode:?}");
             let (_dir, engine) = temp_engine();
-            let r = engine
-                .media()
-                .ingest(fixture(name), &opts(mode, step))
-                .expect(&what);
+            let r = engine.media().ingest(fixture(name), &opts(mode, step)).expect(&what);
             assert_eq!(r.status, Status::Completed, "{what}: {:?}", r.error);
             assert_eq!(r.media_type, Some(MediaType::Video));
             let d = r.duration.unwrap();
-            assert!(
-                (d - duration).abs() < 1e-6,
-                "{what}: duration {d} vs {duration}"
-            );
+            assert!((d - duration).abs() < 1e-6, "{what}: duration {d} vs {duration}");
             assert_tiles(&r.segments, d, &what);
             for s in &r.segments {
                 assert_eq!(s.kind, SegmentKind::Video);
                 assert_eq!(s.segmentation_type, mode.as_str());
                 let k = s.keyframe_time.unwrap();
-                assert!(
-                    k >= s.start && k < s.end,
-                    "{what}: keyframe {k} outside {}..{}",
-                    s.start,
-                    s.end
-                );
-                let thumb =
-                    image::open(s.thumbnail_path.as_ref().unwrap()).expect("thumbnail decodes");
-                assert!(
-                    thumb.width().max(thumb.height()) <= 480 && thumb.width() >= 100,
-                    "{what}: thumbnail size"
-                );
+                assert!(k >= s.start && k < s.end, "{what}: keyframe {k} outside {}..{}", s.start, s.end);
+                let thumb = image::open(s.thumbnail_path.as_ref().unwrap()).expect("thumbnail decodes");
+                assert!(thumb.width().max(thumb.height()) <= 480 && thumb.width() >= 100, "{what}: thumbnail size");
             }
-            let media = engine
-                .media()
-                .retrieve(r.video_id.as_deref().unwrap())
-                .unwrap();
-            let gif =
-                image::open(media.gif_path.as_ref().expect("preview gif")).expect("gif decodes");
+            let media = engine.media().retrieve(r.video_id.as_deref().unwrap()).unwrap();
+            let gif = image::open(media.gif_path.as_ref().expect("preview gif")).expect("gif decodes");
             assert!(gif.width() <= 160);
         }
     }
@@ -80,74 +54,38 @@ fn every_video_mode_tiles_the_timeline_with_a_keyframe_and_thumbnail_per_segment
 fn modes_cut_where_they_should() {
     let (_dir, engine) = temp_engine();
     let slideshow = fixture("slideshow.mp4");
-    let content = engine
-        .media()
-        .ingest(&slideshow, &opts(VideoSegmentation::ContentAware, None))
-        .unwrap();
+    let content = engine.media().ingest(&slideshow, &opts(VideoSegmentation::ContentAware, None)).unwrap();
     assert_eq!(starts(&content.segments), vec![0.0, 8.0, 16.0, 24.0, 32.0]);
 
     let (_dir, engine) = temp_engine();
-    let smart = engine
-        .media()
-        .ingest(&slideshow, &IngestOptions::default())
-        .unwrap();
-    assert_eq!(
-        starts(&smart.segments),
-        vec![0.0, 8.0, 16.0, 24.0, 32.0],
-        "8 s shots are within smart's 3-30 s range"
-    );
+    let smart = engine.media().ingest(&slideshow, &IngestOptions::default()).unwrap();
+    assert_eq!(starts(&smart.segments), vec![0.0, 8.0, 16.0, 24.0, 32.0], "8 s shots are within smart's 3-30 s range");
 
     let (_dir, engine) = temp_engine();
     let bikes = fixture("bikes.mp4");
-    let fixed = engine
-        .media()
-        .ingest(&bikes, &opts(VideoSegmentation::Fixed, Some(3.0)))
-        .unwrap();
+    let fixed = engine.media().ingest(&bikes, &opts(VideoSegmentation::Fixed, Some(3.0))).unwrap();
     assert_eq!(starts(&fixed.segments), vec![0.0, 3.0, 6.0, 9.0]);
-    assert!(
-        (fixed.segments[3].end - 10.0).abs() < 1e-9,
-        "the last fixed span is shorter, not empty"
-    );
+    assert!((fixed.segments[3].end - 10.0).abs() < 1e-9, "the last fixed span is shorter, not empty");
 
     // Smart on bikes: shots of 1.2-2.4 s merge across their weakest cuts into spans of 3 s or more,
     // and every boundary is still a true cut.
     let (_dir, engine) = temp_engine();
-    let smart = engine
-        .media()
-        .ingest(&bikes, &IngestOptions::default())
-        .unwrap();
+    let smart = engine.media().ingest(&bikes, &IngestOptions::default()).unwrap();
     let cuts = f64s(&truth_of("bikes.mp4")["cuts"]);
     for s in &smart.segments[1..] {
-        assert!(
-            cuts.iter().any(|c| (c - s.start).abs() < 0.041),
-            "smart boundary {} is not a shot cut",
-            s.start
-        );
+        assert!(cuts.iter().any(|c| (c - s.start).abs() < 0.041), "smart boundary {} is not a shot cut", s.start);
     }
-    assert!(
-        smart.segments.iter().all(|s| s.end - s.start >= 3.0 - 1e-9),
-        "{:?}",
-        starts(&smart.segments)
-    );
+    assert!(smart.segments.iter().all(|s| s.end - s.start >= 3.0 - 1e-9), "{:?}", starts(&smart.segments));
 }
 
 #[test]
 fn keyframes_avoid_black_frames_of_a_fade() {
     let (_dir, engine) = temp_engine();
-    let r = engine
-        .media()
-        .ingest(
-            fixture("fade.mp4"),
-            &opts(VideoSegmentation::ContentAware, None),
-        )
-        .unwrap();
+    let r = engine.media().ingest(fixture("fade.mp4"), &opts(VideoSegmentation::ContentAware, None)).unwrap();
     assert_eq!(r.segments.len(), 3);
     for s in &r.segments {
-        let thumb = image::open(s.thumbnail_path.as_ref().unwrap())
-            .unwrap()
-            .to_luma8();
-        let mean = thumb.pixels().map(|p| f64::from(p.0[0])).sum::<f64>()
-            / f64::from(thumb.width() * thumb.height());
+        let thumb = image::open(s.thumbnail_path.as_ref().unwrap()).unwrap().to_luma8();
+        let mean = thumb.pixels().map(|p| f64::from(p.0[0])).sum::<f64>() / f64::from(thumb.width() * thumb.height());
         assert!(
             mean > 40.0,
             "segment {}..{} keyframe at {:?} is dark (mean luma {mean:.0})",
@@ -171,77 +109,33 @@ fn speech(name: &str) -> Vec<(f64, f64)> {
 #[test]
 fn audio_segments_never_cut_through_speech() {
     let (_dir, engine) = temp_engine();
-    let wav = engine
-        .media()
-        .ingest(fixture("speech.wav"), &IngestOptions::default())
-        .unwrap();
+    let wav = engine.media().ingest(fixture("speech.wav"), &IngestOptions::default()).unwrap();
     assert_eq!(wav.media_type, Some(MediaType::Audio));
-    assert!(
-        wav.audio_segments.is_empty(),
-        "audio files list their audio segments as `segments`"
-    );
+    assert!(wav.audio_segments.is_empty(), "audio files list their audio segments as `segments`");
     assert_tiles(&wav.segments, wav.duration.unwrap(), "speech.wav");
     assert!((wav.duration.unwrap() - 13.7).abs() < 0.01);
     let sentences = speech("speech.wav");
     for (start, end) in &sentences {
-        let holder = wav
-            .segments
-            .iter()
-            .filter(|s| s.start <= *start + 0.02 && s.end >= *end - 0.02)
-            .count();
-        assert_eq!(
-            holder,
-            1,
-            "sentence {start}..{end} is split: {:?}",
-            starts(&wav.segments)
-        );
+        let holder = wav.segments.iter().filter(|s| s.start <= *start + 0.02 && s.end >= *end - 0.02).count();
+        assert_eq!(holder, 1, "sentence {start}..{end} is split: {:?}", starts(&wav.segments));
     }
-    assert_eq!(
-        wav.segments.len(),
-        sentences.len(),
-        "one segment per sentence: {:?}",
-        starts(&wav.segments)
-    );
+    assert_eq!(wav.segments.len(), sentences.len(), "one segment per sentence: {:?}", starts(&wav.segments));
 
-    let mp3 = engine
-        .media()
-        .ingest(fixture("speech.mp3"), &IngestOptions::default())
-        .unwrap();
-    assert_eq!(
-        mp3.segments.len(),
-        sentences.len(),
-        "MP3 of the same speech cuts the same way"
-    );
+    let mp3 = engine.media().ingest(fixture("speech.mp3"), &IngestOptions::default()).unwrap();
+    assert_eq!(mp3.segments.len(), sentences.len(), "MP3 of the same speech cuts the same way");
 
-    let show = engine
-        .media()
-        .ingest(fixture("slideshow.mp4"), &IngestOptions::default())
-        .unwrap();
-    assert_tiles(
-        &show.audio_segments,
-        show.duration.unwrap(),
-        "slideshow audio",
-    );
+    let show = engine.media().ingest(fixture("slideshow.mp4"), &IngestOptions::default()).unwrap();
+    assert_tiles(&show.audio_segments, show.duration.unwrap(), "slideshow audio");
     for (start, end) in speech("slideshow.mp4") {
-        let inside = show
-            .audio_segments
-            .iter()
-            .any(|s| s.start <= start + 0.3 && s.end >= end - 0.3);
-        assert!(
-            inside,
-            "utterance {start}..{end} is split: {:?}",
-            starts(&show.audio_segments)
-        );
+        let inside = show.audio_segments.iter().any(|s| s.start <= start + 0.3 && s.end >= end - 0.3);
+        assert!(inside, "utterance {start}..{end} is split: {:?}", starts(&show.audio_segments));
     }
 
     let mut fixed = IngestOptions::default();
     fixed.segmentation.audio_segmentation_type = AudioSegmentation::Fixed;
     fixed.segmentation.audio_segment_duration = Some(5.0);
     let (_dir, engine) = temp_engine();
-    let r = engine
-        .media()
-        .ingest(fixture("speech.wav"), &fixed)
-        .unwrap();
+    let r = engine.media().ingest(fixture("speech.wav"), &fixed).unwrap();
     assert_eq!(starts(&r.segments), vec![0.0, 5.0, 10.0]);
 }
 
@@ -249,10 +143,7 @@ fn audio_segments_never_cut_through_speech() {
 fn silence_tone_and_noise_are_one_segment_each() {
     let (_dir, engine) = temp_engine();
     for name in ["silence.wav", "tone.wav", "noise.wav"] {
-        let r = engine
-            .media()
-            .ingest(fixture(name), &IngestOptions::default())
-            .unwrap();
+        let r = engine.media().ingest(fixture(name), &IngestOptions::default()).unwrap();
         assert_eq!(r.status, Status::Completed, "{name}");
         assert_eq!(r.segments.len(), 1, "{name}: no pauses to cut at");
         assert!((r.duration.unwrap() - 4.0).abs() < 0.01, "{name}");
@@ -263,10 +154,7 @@ fn silence_tone_and_noise_are_one_segment_each() {
 fn images_are_one_instant_segment_with_a_thumbnail() {
     let (_dir, engine) = temp_engine();
     for name in ["image.png", "image.jpg", "rocket.jpg"] {
-        let r = engine
-            .media()
-            .ingest(fixture(name), &IngestOptions::default())
-            .unwrap();
+        let r = engine.media().ingest(fixture(name), &IngestOptions::default()).unwrap();
         assert_eq!(r.media_type, Some(MediaType::Image), "{name}");
         assert_eq!(r.duration, Some(0.0));
         assert_eq!(r.segments.len(), 1);
@@ -275,7 +163,10 @@ fn images_are_one_instant_segment_with_a_thumbnail() {
         let (w, h) = image::image_dimensions(fixture(name)).unwrap();
         let longer = thumb.width().max(thumb.height());
         let expected = w.max(h).min(480);
-        assert!(longer.abs_diff(expected) <= 1, "{name}: thumbnail {longer} px, expected {expected} (at most 480, never upscaled, even)");
+        assert!(
+            longer.abs_diff(expected) <= 1,
+            "{name}: thumbnail {longer} px, expected {expected} (at most 480, never upscaled, even)"
+        );
     }
 }
 
@@ -297,102 +188,51 @@ fn probe_reads_streams_and_parameters() {
 fn the_same_file_is_ingested_once_per_index() {
     let (_dir, engine) = temp_engine();
     let news = engine.indexes().create("news", None).unwrap();
-    let o = IngestOptions {
-        index: Some("news".into()),
-        ..Default::default()
-    };
+    let o = IngestOptions { index: Some("news".into()), ..Default::default() };
     let first = engine.media().ingest(fixture("bikes.mp4"), &o).unwrap();
     let again = engine.media().ingest(fixture("bikes.mp4"), &o).unwrap();
     assert_eq!(first.video_id, again.video_id);
     assert!(!first.deduplicated && again.deduplicated);
     assert_eq!(first.segments, again.segments);
-    assert_eq!(
-        engine
-            .indexes()
-            .retrieve(&news.index_id)
-            .unwrap()
-            .video_count,
-        1
-    );
+    assert_eq!(engine.indexes().retrieve(&news.index_id).unwrap().video_count, 1);
     // A copy of the file under another name is the same content.
     let copy = _dir.path().join("copy.mp4");
     std::fs::copy(fixture("bikes.mp4"), &copy).unwrap();
-    assert_eq!(
-        engine.media().ingest(&copy, &o).unwrap().video_id,
-        first.video_id
-    );
+    assert_eq!(engine.media().ingest(&copy, &o).unwrap().video_id, first.video_id);
     // Another index, or the playground, holds its own copy.
     engine.indexes().create("sport", None).unwrap();
     let sport = engine
         .media()
-        .ingest(
-            fixture("bikes.mp4"),
-            &IngestOptions {
-                index: Some("sport".into()),
-                ..Default::default()
-            },
-        )
+        .ingest(fixture("bikes.mp4"), &IngestOptions { index: Some("sport".into()), ..Default::default() })
         .unwrap();
-    let playground = engine
-        .media()
-        .ingest(fixture("bikes.mp4"), &IngestOptions::default())
-        .unwrap();
+    let playground = engine.media().ingest(fixture("bikes.mp4"), &IngestOptions::default()).unwrap();
     assert_ne!(sport.video_id, first.video_id);
     assert_ne!(playground.video_id, first.video_id);
     assert_eq!(media_count(&engine), 3);
-    assert_eq!(
-        engine
-            .media()
-            .list_playground(&PageRequest::default())
-            .unwrap()
-            .data
-            .len(),
-        1
-    );
+    assert_eq!(engine.media().list_playground(&PageRequest::default()).unwrap().data.len(), 1);
 }
 
 #[test]
 fn idempotency_keys_return_the_first_result_and_refuse_other_content() {
     let (_dir, engine) = temp_engine();
-    let keyed = IngestOptions {
-        idempotency_key: Some("upload-42".into()),
-        ..Default::default()
-    };
+    let keyed = IngestOptions { idempotency_key: Some("upload-42".into()), ..Default::default() };
     let first = engine.media().ingest(fixture("cuts.mp4"), &keyed).unwrap();
     let retry = engine.media().ingest(fixture("cuts.mp4"), &keyed).unwrap();
     assert_eq!(first.video_id, retry.video_id);
     assert!(retry.deduplicated);
-    let err = engine
-        .media()
-        .ingest(fixture("bikes.mp4"), &keyed)
-        .unwrap_err();
+    let err = engine.media().ingest(fixture("bikes.mp4"), &keyed).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
-    assert!(
-        err.to_string().contains("upload-42") && err.to_string().contains("bikes.mp4"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("upload-42") && err.to_string().contains("bikes.mp4"), "{err}");
     assert_eq!(media_count(&engine), 1);
 }
 
 #[test]
 fn segments_paginate_and_deletes_remove_rows_and_files() {
     let (_dir, engine) = temp_engine();
-    let r = engine
-        .media()
-        .ingest(
-            fixture("bikes.mp4"),
-            &opts(VideoSegmentation::Fixed, Some(1.0)),
-        )
-        .unwrap();
+    let r = engine.media().ingest(fixture("bikes.mp4"), &opts(VideoSegmentation::Fixed, Some(1.0))).unwrap();
     let id = r.video_id.clone().unwrap();
     assert_eq!(r.segments.len(), 10);
-    let mut query = SegmentQuery {
-        kind: None,
-        page: PageRequest {
-            limit: Some(4),
-            cursor: None,
-        },
-    };
+    let mut query = SegmentQuery { kind: None, page: PageRequest { limit: Some(4), cursor: None } };
     let mut seen = Vec::new();
     loop {
         let page = engine.media().list_segments(&id, &query).unwrap();
@@ -405,60 +245,28 @@ fn segments_paginate_and_deletes_remove_rows_and_files() {
     }
     assert_eq!(seen, (0..10).collect::<Vec<u32>>());
 
-    let thumbs: Vec<String> = r
-        .segments
-        .iter()
-        .map(|s| s.thumbnail_path.clone().unwrap())
-        .collect();
+    let thumbs: Vec<String> = r.segments.iter().map(|s| s.thumbnail_path.clone().unwrap()).collect();
     engine.media().delete(&id).unwrap();
-    assert!(
-        thumbs.iter().all(|t| !std::path::Path::new(t).exists()),
-        "thumbnails are removed with the media"
-    );
-    assert_eq!(
-        engine.media().retrieve(&id).unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
-    assert_eq!(
-        engine.media().delete(&id).unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
+    assert!(thumbs.iter().all(|t| !std::path::Path::new(t).exists()), "thumbnails are removed with the media");
+    assert_eq!(engine.media().retrieve(&id).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(engine.media().delete(&id).unwrap_err().kind(), ErrorKind::NotFound);
 
     engine.indexes().create("gone", None).unwrap();
     let r = engine
         .media()
-        .ingest(
-            fixture("cuts.mp4"),
-            &IngestOptions {
-                index: Some("gone".into()),
-                ..Default::default()
-            },
-        )
+        .ingest(fixture("cuts.mp4"), &IngestOptions { index: Some("gone".into()), ..Default::default() })
         .unwrap();
     engine.indexes().delete("gone").unwrap();
-    assert_eq!(
-        engine
-            .media()
-            .retrieve(r.video_id.as_deref().unwrap())
-            .unwrap_err()
-            .kind(),
-        ErrorKind::NotFound
-    );
+    assert_eq!(engine.media().retrieve(r.video_id.as_deref().unwrap()).unwrap_err().kind(), ErrorKind::NotFound);
     assert!(media_count(&engine) == 0);
 }
 
 #[test]
 fn batch_lookups_report_unknown_ids() {
     let (_dir, engine) = temp_engine();
-    let r = engine
-        .media()
-        .ingest(fixture("cuts.mp4"), &IngestOptions::default())
-        .unwrap();
+    let r = engine.media().ingest(fixture("cuts.mp4"), &IngestOptions::default()).unwrap();
     let id = r.video_id.unwrap();
-    let batch = engine
-        .media()
-        .batch_status(&[id.clone(), "vid_doesnotexist".into()])
-        .unwrap();
+    let batch = engine.media().batch_status(&[id.clone(), "vid_doesnotexist".into()]).unwrap();
     assert_eq!(batch.data.len(), 1);
     assert_eq!(batch.data[0].status, Status::Completed);
     assert_eq!(batch.not_found, vec!["vid_doesnotexist".to_string()]);
@@ -478,31 +286,14 @@ fn the_fast_analysis_path_sees_the_same_picture_as_swscale() {
         let mut frames = Vec::new();
         for fast in [true, false] {
             let mut sink = First(None);
-            decode(
-                &fixture(name),
-                &DecodeOptions {
-                    max_side: 160,
-                    video: true,
-                    audio: false,
-                    fast,
-                },
-                &mut sink,
-            )
-            .unwrap();
+            decode(&fixture(name), &DecodeOptions { max_side: 160, video: true, audio: false, fast }, &mut sink)
+                .unwrap();
             frames.push(sink.0.unwrap());
         }
         let ((w1, h1, a), (w2, h2, b)) = (&frames[0], &frames[1]);
         assert_eq!((w1, h1), (w2, h2), "{name}: same size either way");
-        let mad = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| f64::from(x.abs_diff(*y)))
-            .sum::<f64>()
-            / a.len() as f64;
-        assert!(
-            mad < 6.0,
-            "{name}: box-averaged YUV and swscale RGB differ by {mad:.1} on average"
-        );
+        let mad = a.iter().zip(b).map(|(x, y)| f64::from(x.abs_diff(*y))).sum::<f64>() / a.len() as f64;
+        assert!(mad < 6.0, "{name}: box-averaged YUV and swscale RGB differ by {mad:.1} on average");
     }
 }
 
@@ -510,21 +301,9 @@ fn the_fast_analysis_path_sees_the_same_picture_as_swscale() {
 fn thumbnails_follow_the_display_rotation() {
     let info = videovector::media::probe(&fixture("rotated.mp4")).unwrap();
     let v = info.video.unwrap();
-    assert_eq!(
-        (v.width, v.height, v.rotation),
-        (320, 240, 90),
-        "stored landscape, shown turned 90 degrees clockwise"
-    );
+    assert_eq!((v.width, v.height, v.rotation), (320, 240, 90), "stored landscape, shown turned 90 degrees clockwise");
     let (_dir, engine) = temp_engine();
-    let r = engine
-        .media()
-        .ingest(fixture("rotated.mp4"), &IngestOptions::default())
-        .unwrap();
+    let r = engine.media().ingest(fixture("rotated.mp4"), &IngestOptions::default()).unwrap();
     let thumb = image::open(r.segments[0].thumbnail_path.as_ref().unwrap()).unwrap();
-    assert!(
-        thumb.height() > thumb.width(),
-        "thumbnail is upright: {}x{}",
-        thumb.width(),
-        thumb.height()
-    );
+    assert!(thumb.height() > thumb.width(), "thumbnail is upright: {}x{}", thumb.width(), thumb.height());
 }

@@ -6,6 +6,8 @@
 mod accuracy;
 mod bad_input;
 mod cli;
+mod clip_golden;
 mod common;
 mod durability;
 mod ingest;
+mod search;

@@ -1,0 +1,182 @@
+//! Approximate nearest-neighbour search over unit vectors: usearch HNSW with the cosine metric.
+//!
+//! An ANN file is a cache of the catalog's vector rows: [`AnnIndex::open`] loads it only when its
+//! size and the fingerprint recorded at save time match the catalog, and rebuilds it otherwise.
+
+use std::path::Path;
+
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+use crate::error::{Error, Result};
+
+/// HNSW settings. Defaults are usearch's graph degree with a wider search beam, chosen by the
+/// recall measurement in `benches/ann.rs` (recall@10 >= 0.98 on clustered 512-d vectors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnConfig {
+    /// Graph degree (`M`). Default 16.
+    pub connectivity: usize,
+    /// Beam width while adding (`ef_construction`). Default 128.
+    pub expansion_add: usize,
+    /// Beam width while searching (`ef`). Default 128.
+    pub expansion_search: usize,
+}
+
+impl Default for AnnConfig {
+    fn default() -> Self {
+        AnnConfig { connectivity: 16, expansion_add: 128, expansion_search: 128 }
+    }
+}
+
+/// One ANN index (one scope, one space).
+pub struct AnnIndex {
+    index: Index,
+    dims: usize,
+}
+
+fn ann_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Catalog { path: what.into(), message: format!("vector index: {e}") }
+}
+
+impl AnnIndex {
+    /// An empty index for `dims`-dimensional vectors.
+    pub fn new(dims: usize, config: AnnConfig) -> Result<Self> {
+        let options = IndexOptions {
+            dimensions: dims,
+            metric: MetricKind::Cos,
+            quantization: ScalarKind::F32,
+            connectivity: config.connectivity,
+            expansion_add: config.expansion_add,
+            expansion_search: config.expansion_search,
+            multi: false,
+        };
+        let index = Index::new(&options).map_err(|e| ann_err("<new>", e))?;
+        Ok(AnnIndex { index, dims })
+    }
+
+    /// An index holding `rows`.
+    pub fn build(dims: usize, config: AnnConfig, rows: &[(u64, Vec<f32>)]) -> Result<Self> {
+        let ann = AnnIndex::new(dims, config)?;
+        ann.reserve(rows.len())?;
+        for (key, v) in rows {
+            ann.add(*key, v)?;
+        }
+        Ok(ann)
+    }
+
+    /// Load a saved index; `None` when the file is missing or unreadable (the caller rebuilds).
+    pub fn load(path: &Path, dims: usize, config: AnnConfig) -> Result<Option<Self>> {
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let ann = AnnIndex::new(dims, config)?;
+        match ann.index.load(&path.to_string_lossy()) {
+            Ok(()) if ann.index.dimensions() == dims => {
+                ann.index.change_expansion_search(config.expansion_search);
+                Ok(Some(ann))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Write the index through a temporary file and a rename.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let tmp = path.with_extension("tmp");
+        self.index.save(&tmp.to_string_lossy()).map_err(|e| ann_err(&tmp.display().to_string(), e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    }
+
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.size()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn reserve(&self, extra: usize) -> Result<()> {
+        let need = self.index.size() + extra;
+        if need > self.index.capacity() {
+            self.index.reserve(need.max(self.index.capacity() * 2).max(64)).map_err(|e| ann_err("<reserve>", e))?;
+        }
+        Ok(())
+    }
+
+    /// Add (or replace) a vector under `key`.
+    pub fn add(&self, key: u64, vector: &[f32]) -> Result<()> {
+        if vector.len() != self.dims {
+            return Err(Error::ModelMismatch(format!(
+                "vector of {} dimensions for an index of {}",
+                vector.len(),
+                self.dims
+            )));
+        }
+        if self.index.contains(key) {
+            self.index.remove(key).map_err(|e| ann_err("<remove>", e))?;
+        }
+        self.reserve(1)?;
+        self.index.add(key, vector).map_err(|e| ann_err("<add>", e))
+    }
+
+    pub fn remove(&self, key: u64) -> Result<()> {
+        self.index.remove(key).map_err(|e| ann_err("<remove>", e))?;
+        Ok(())
+    }
+
+    /// The `k` nearest keys with their cosine similarity, best first.
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>> {
+        if self.index.size() == 0 || k == 0 {
+            return Ok(Vec::new());
+        }
+        let m = self.index.search(query, k).map_err(|e| ann_err("<search>", e))?;
+        Ok(m.keys.into_iter().zip(m.distances).map(|(key, d)| (key, 1.0 - d)).collect())
+    }
+
+    /// The exact `k` nearest (brute force), for measuring recall.
+    pub fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>> {
+        if self.index.size() == 0 || k == 0 {
+            return Ok(Vec::new());
+        }
+        let m = self.index.exact_search(query, k).map_err(|e| ann_err("<search>", e))?;
+        Ok(m.keys.into_iter().zip(m.distances).map(|(key, d)| (key, 1.0 - d)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: Vec<f32>) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / n).collect()
+    }
+
+    #[test]
+    fn finds_the_nearest_and_survives_a_save_and_load() {
+        let rows: Vec<(u64, Vec<f32>)> = (0..200u64)
+            .map(|i| (i + 10, unit((0..8).map(|d| ((i * 7 + d * 13) % 17) as f32 - 8.0).collect())))
+            .collect();
+        let ann = AnnIndex::build(8, AnnConfig::default(), &rows).unwrap();
+        let hits = ann.search(&rows[42].1, 3).unwrap();
+        assert_eq!(hits[0].0, 52);
+        assert!((hits[0].1 - 1.0).abs() < 1e-5);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/visual.usearch");
+        ann.save(&path).unwrap();
+        let again = AnnIndex::load(&path, 8, AnnConfig::default()).unwrap().unwrap();
+        assert_eq!(again.len(), 200);
+        assert_eq!(again.search(&rows[42].1, 1).unwrap()[0].0, 52);
+        assert!(AnnIndex::load(&dir.path().join("missing"), 8, AnnConfig::default()).unwrap().is_none());
+        std::fs::write(dir.path().join("junk"), b"not an index").unwrap();
+        assert!(
+            AnnIndex::load(&dir.path().join("junk"), 8, AnnConfig::default()).unwrap().is_none(),
+            "a corrupt file is rebuilt, not trusted"
+        );
+    }
+}
