@@ -160,7 +160,9 @@ mod tests {
     #[test]
     fn finds_the_nearest_and_survives_a_save_and_load() {
         let rows: Vec<(u64, Vec<f32>)> = (0..200u64)
-            .map(|i| (i + 10, unit((0..8).map(|d| ((i * 7 + d * 13) % 17) as f32 - 8.0).collect())))
+            .map(|i| {
+                (i + 10, unit((0..8).map(|d| ((i * 8 + d) as f32 * 0.37 + (i * d) as f32 * 0.011).sin()).collect()))
+            })
             .collect();
         let ann = AnnIndex::build(8, AnnConfig::default(), &rows).unwrap();
         let hits = ann.search(&rows[42].1, 3).unwrap();
