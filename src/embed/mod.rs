@@ -4,6 +4,7 @@
 pub mod clip;
 pub mod preprocess;
 pub mod source;
+pub mod testing;
 pub mod text;
 
 use candle_core::{Device, Tensor, D};

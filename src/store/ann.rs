@@ -53,13 +53,20 @@ impl AnnIndex {
         Ok(AnnIndex { index, dims })
     }
 
-    /// An index holding `rows`.
+    /// An index holding `rows`, added from every core (usearch adds concurrently once reserved).
     pub fn build(dims: usize, config: AnnConfig, rows: &[(u64, Vec<f32>)]) -> Result<Self> {
+        use rayon::prelude::*;
         let ann = AnnIndex::new(dims, config)?;
-        ann.reserve(rows.len())?;
-        for (key, v) in rows {
-            ann.add(*key, v)?;
+        if let Some((key, v)) = rows.iter().find(|(_, v)| v.len() != dims) {
+            return Err(Error::ModelMismatch(format!(
+                "vector {key} has {} dimensions for an index of {dims}",
+                v.len()
+            )));
         }
+        ann.index
+            .reserve_capacity_and_threads(rows.len().max(64), rayon::current_num_threads())
+            .map_err(|e| ann_err("<reserve>", e))?;
+        rows.par_iter().try_for_each(|(key, v)| ann.index.add(*key, v).map_err(|e| ann_err("<add>", e)))?;
         Ok(ann)
     }
 
@@ -86,6 +93,11 @@ impl AnnIndex {
         let tmp = path.with_extension("tmp");
         self.index.save(&tmp.to_string_lossy()).map_err(|e| ann_err(&tmp.display().to_string(), e))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    }
+
+    /// The SIMD kernels usearch picked for this index (`serial` when none).
+    pub fn hardware_acceleration(&self) -> String {
+        self.index.hardware_acceleration()
     }
 
     pub fn dims(&self) -> usize {

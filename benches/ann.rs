@@ -1,0 +1,129 @@
+//! ANN add and search throughput (usearch HNSW, cosine, 512-d), and end-to-end text query
+//! latency (encode with all-MiniLM-L6-v2 + ANN + catalog) over 10k and 100k segments.
+//!
+//! `cargo bench --bench ann`. Recall against exact search and the faiss comparison are in
+//! `scripts/compare_ann.sh`.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use videovector::embed::ModelRef;
+use videovector::media::{MediaInfo, MediaType};
+use videovector::search::TextSearch;
+use videovector::store::ann::{AnnConfig, AnnIndex};
+use videovector::store::{Completed, NewMedia, NewSegment, NewVector, SegmentKind, Space};
+use videovector::{Engine, EngineOptions, ModelChoice};
+
+fn unit_vectors(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            let v: Vec<f32> = (0..dims)
+                .map(|_| {
+                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+                })
+                .collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / n).collect()
+        })
+        .collect()
+}
+
+/// A data folder whose playground holds `n` segments with transcript vectors made by the real
+/// sentence encoder's identity (random unit vectors: the cost is what is measured).
+fn engine_with_segments(dir: &std::path::Path, n: usize) -> Engine {
+    let engine =
+        Engine::open_with(dir, EngineOptions { visual_model: ModelChoice::Off, ..Default::default() }).unwrap();
+    let model: ModelRef = engine.text_model().unwrap().expect("run `bash scripts/fetch_models.sh`").model_ref().clone();
+    let per_media = 1000;
+    let info = MediaInfo {
+        media_type: MediaType::Video,
+        container: "synthetic".into(),
+        duration: None,
+        video: None,
+        audio: None,
+    };
+    let vectors = unit_vectors(n, model.dims, 7);
+    for m in 0..n / per_media {
+        let hash = format!("{m:064}");
+        let media = engine
+            .catalog()
+            .insert_media(&NewMedia {
+                index_id: None,
+                title: "t",
+                source_path: "p",
+                content_hash: &hash,
+                size_bytes: 1,
+                idempotency_key: None,
+            })
+            .unwrap();
+        let segments: Vec<NewSegment> = (0..per_media as i64)
+            .map(|i| NewSegment {
+                segment_id: format!("seg_{m}_{i}"),
+                kind: SegmentKind::Video,
+                start_us: i * 1_000_000,
+                end_us: (i + 1) * 1_000_000,
+                segmentation_type: "fixed".into(),
+                keyframe_us: None,
+                keyframe_frame: None,
+                thumbnail_path: None,
+            })
+            .collect();
+        let done = Completed {
+            info: &info,
+            duration_us: per_media as i64 * 1_000_000,
+            segmentation_json: "{}",
+            gif_path: None,
+            warnings: &[],
+            segments: &segments,
+        };
+        engine.catalog().complete_media(&media.video_id, &done).unwrap();
+        let rows: Vec<NewVector> = segments
+            .iter()
+            .zip(&vectors[m * per_media..(m + 1) * per_media])
+            .map(|(s, v)| NewVector { segment_id: &s.segment_id, vector: v, source_text: Some("synthetic") })
+            .collect();
+        engine.catalog().insert_vectors("", Space::Transcript, &model, &rows).unwrap();
+    }
+    engine
+}
+
+fn bench(c: &mut Criterion) {
+    let dims = 512;
+    let base = unit_vectors(10_000, dims, 1);
+    let rows: Vec<(u64, Vec<f32>)> = base.iter().cloned().enumerate().map(|(i, v)| (i as u64, v)).collect();
+    let mut group = c.benchmark_group("ann_512d");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(rows.len() as u64));
+    group.bench_function("add_10k", |b| b.iter(|| AnnIndex::build(dims, AnnConfig::default(), &rows).unwrap()));
+    let ann = AnnIndex::build(dims, AnnConfig::default(), &rows).unwrap();
+    let queries = unit_vectors(100, dims, 2);
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    group.bench_function("search_10k_top10", |b| {
+        b.iter_batched(
+            || {
+                i = (i + 1) % queries.len();
+                &queries[i]
+            },
+            |q| ann.search(q, 10).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("query_end_to_end");
+    group.sample_size(20);
+    for n in [10_000usize, 100_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine_with_segments(dir.path(), n);
+        let req = TextSearch { query: "he was not an ill disposed young man".into(), top_k: Some(10), run_ids: vec![] };
+        engine.search().text(None, &req).unwrap(); // builds and saves the ANN index
+        group.bench_function(format!("text_top10_{n}_segments"), |b| {
+            b.iter(|| engine.search().text(None, &req).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
