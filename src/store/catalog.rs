@@ -98,6 +98,29 @@ CREATE TABLE ann_files (
     PRIMARY KEY (scope, space)
 );
 "#,
+    r#"
+-- Transcripts: timed phrases per media item, from the audio segment (window) they were heard in,
+-- with a full-text index for keyword search.
+CREATE TABLE phrases (
+    phrase_id       INTEGER PRIMARY KEY,
+    video_id        TEXT NOT NULL REFERENCES media(video_id) ON DELETE CASCADE,
+    window_segment_id TEXT REFERENCES segments(segment_id) ON DELETE CASCADE,
+    start_us        INTEGER NOT NULL,
+    end_us          INTEGER NOT NULL CHECK (end_us >= start_us),
+    text            TEXT NOT NULL,
+    language        TEXT,
+    model_id        TEXT NOT NULL,
+    model_revision  TEXT NOT NULL
+);
+CREATE INDEX phrases_video ON phrases (video_id, start_us);
+CREATE VIRTUAL TABLE phrases_fts USING fts5(text, content='phrases', content_rowid='phrase_id');
+CREATE TRIGGER phrases_ai AFTER INSERT ON phrases BEGIN
+    INSERT INTO phrases_fts (rowid, text) VALUES (new.phrase_id, new.text);
+END;
+CREATE TRIGGER phrases_ad AFTER DELETE ON phrases BEGIN
+    INSERT INTO phrases_fts (phrases_fts, rowid, text) VALUES ('delete', old.phrase_id, old.text);
+END;
+"#,
 ];
 
 /// A media row to insert before processing starts.

@@ -5,11 +5,13 @@
 pub mod ann;
 mod catalog;
 mod layout;
+pub mod transcripts;
 pub mod vectors;
 
 pub use catalog::{Catalog, Completed, MediaScope, NewMedia, NewSegment};
 pub(crate) use layout::write_atomic;
 pub use layout::Layout;
+pub use transcripts::{KeywordHit, NewPhrase, StoredPhrase};
 pub use vectors::{Fingerprint, HitRow, NewVector, Space};
 
 use serde::{Deserialize, Serialize};

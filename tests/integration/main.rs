@@ -11,3 +11,4 @@ mod common;
 mod durability;
 mod ingest;
 mod search;
+mod whisper;

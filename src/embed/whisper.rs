@@ -1,0 +1,529 @@
+//! Speech to text with Whisper (candle's model): log-mel features, greedy decoding with
+//! timestamps under OpenAI's timestamp rules, language detection for multilingual models, and
+//! the guards against invented text (no-speech probability, average log-probability,
+//! repetition loops).
+//!
+//! One call transcribes one window of at most 30 s (the audio segmentation cuts at pauses, so
+//! windows never split a word) into phrases with times relative to the window start.
+
+use candle_core::{DType, Device, IndexOp, Tensor, D};
+use candle_nn::{ops::softmax, VarBuilder};
+use candle_transformers::models::whisper::{self as w, model::Whisper};
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use super::source::ModelFiles;
+use super::{model_err, ModelRef};
+use crate::error::{Error, Result};
+
+/// Files a Whisper folder (HF layout) must hold.
+pub const WHISPER_FILES: &[&str] = &["config.json", "model.safetensors", "tokenizer.json"];
+
+/// Decoding guards, OpenAI's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DecodeConfig {
+    /// A window whose no-speech probability is above this *and* whose average log-probability
+    /// is below `logprob_threshold` is silence. Default 0.6.
+    pub no_speech_threshold: f64,
+    /// Default -1.0.
+    pub logprob_threshold: f64,
+    /// Text whose gzip-style compression ratio (bytes / distinct 4-grams proxy) is above this is
+    /// a repetition loop and is cut back to its first occurrence. Default 2.4.
+    pub compression_ratio_threshold: f64,
+    /// Latest first timestamp, in seconds. Default 1.0.
+    pub max_initial_timestamp: f64,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        DecodeConfig {
+            no_speech_threshold: w::NO_SPEECH_THRESHOLD,
+            logprob_threshold: w::LOGPROB_THRESHOLD,
+            compression_ratio_threshold: w::COMPRESSION_RATIO_THRESHOLD,
+            max_initial_timestamp: 1.0,
+        }
+    }
+}
+
+/// A timed piece of text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phrase {
+    /// Seconds from the start of the window (or of the media, once placed).
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+}
+
+/// What one window gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowTranscript {
+    pub phrases: Vec<Phrase>,
+    pub language: Option<String>,
+    pub no_speech_prob: f64,
+    pub avg_logprob: f64,
+}
+
+/// A loaded Whisper model with its tokenizer and mel filters.
+pub struct WhisperModel {
+    model: Whisper,
+    tokenizer: Tokenizer,
+    /// Mel filters transposed, `[n_fft / 2 + 1, n_mels]`.
+    filters_t: Tensor,
+    /// DFT matrices (cos, -sin), `[n_fft, n_fft / 2 + 1]`.
+    dft: (Tensor, Tensor),
+    device: Device,
+    config: w::Config,
+    decode: DecodeConfig,
+    sot: u32,
+    eot: u32,
+    transcribe: Option<u32>,
+    no_timestamps: u32,
+    no_speech: Option<u32>,
+    /// First timestamp token (`<|0.00|>`); timestamps step by 20 ms.
+    timestamp_begin: u32,
+    /// Language tokens (`<|en|>`, ...) for multilingual models.
+    languages: Vec<(String, u32)>,
+    /// Tokens never generated (the model's suppress list plus special tokens).
+    suppress: Vec<u32>,
+    /// Tokens not allowed as the first text token (a blank, end of text).
+    begin_suppress: Vec<u32>,
+    model_ref: ModelRef,
+}
+
+impl WhisperModel {
+    /// Load an HF Whisper folder (`model.safetensors`) or a CTranslate2 one (`model.bin`,
+    /// converted to HF names in memory).
+    pub fn load(files: &ModelFiles, device: &Device) -> Result<Self> {
+        let id = &files.id;
+        let (vb, hf_config) = if files.dir.join("model.bin").is_file() {
+            let (tensors, config) = super::ct2::load_ct2_folder(&files.dir, id, device)?;
+            (VarBuilder::from_tensors(tensors, DType::F32, device), config)
+        } else {
+            let cfg_path = files.dir.join("config.json");
+            let config: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?)
+                    .map_err(|e| model_err(id, format!("config.json: {e}")))?;
+            let weights = files.dir.join("model.safetensors");
+            // SAFETY: the weights file is memory-mapped read-only; videovector never writes to model
+            // folders, and a file changed underneath a running engine is outside what it supports.
+            let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
+                .map_err(|e| model_err(id, e))?;
+            (vb, config)
+        };
+        let config: w::Config =
+            serde_json::from_value(hf_config.clone()).map_err(|e| model_err(id, format!("config.json: {e}")))?;
+        let begin_suppress: Vec<u32> = hf_config
+            .get("begin_suppress_tokens")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        let model = Whisper::load(&vb, config.clone()).map_err(|e| model_err(id, e))?;
+        let tokenizer = Tokenizer::from_file(files.dir.join("tokenizer.json")).map_err(|e| model_err(id, e))?;
+        let token = |t: &str| tokenizer.token_to_id(t);
+        let need = |t: &str| token(t).ok_or_else(|| model_err(id, format!("tokenizer.json has no {t} token")));
+        let (sot, eot, no_timestamps) = (need(w::SOT_TOKEN)?, need(w::EOT_TOKEN)?, need(w::NO_TIMESTAMPS_TOKEN)?);
+        let timestamp_begin = need("<|0.00|>").unwrap_or(no_timestamps + 1);
+        let no_speech = w::NO_SPEECH_TOKENS.iter().find_map(|t| token(t));
+        let languages: Vec<(String, u32)> =
+            LANGUAGES.iter().filter_map(|l| token(&format!("<|{l}|>")).map(|id| (l.to_string(), id))).collect();
+        let mut suppress = config.suppress_tokens.clone();
+        // Special tokens between <|endoftext|> and the timestamps are never text.
+        suppress.extend((eot + 1..timestamp_begin).filter(|&t| t != no_timestamps));
+        suppress.sort_unstable();
+        suppress.dedup();
+        let bins = w::N_FFT / 2 + 1;
+        let filters = mel_filters(w::SAMPLE_RATE as f64, w::N_FFT, config.num_mel_bins);
+        let build = || -> candle_core::Result<(Tensor, (Tensor, Tensor))> {
+            let filters_t = Tensor::from_vec(filters, (config.num_mel_bins, bins), device)?.t()?.contiguous()?;
+            let (mut c, mut s) = (Vec::with_capacity(w::N_FFT * bins), Vec::with_capacity(w::N_FFT * bins));
+            for n in 0..w::N_FFT {
+                for k in 0..bins {
+                    let a = 2.0 * std::f64::consts::PI * (k * n % w::N_FFT) as f64 / w::N_FFT as f64;
+                    c.push(a.cos() as f32);
+                    s.push(-a.sin() as f32);
+                }
+            }
+            Ok((
+                filters_t,
+                (Tensor::from_vec(c, (w::N_FFT, bins), device)?, Tensor::from_vec(s, (w::N_FFT, bins), device)?),
+            ))
+        };
+        let (filters_t, dft) = build().map_err(|e| model_err(id, e))?;
+        let transcribe = token(w::TRANSCRIBE_TOKEN);
+        Ok(WhisperModel {
+            model,
+            tokenizer,
+            filters_t,
+            dft,
+            device: device.clone(),
+            transcribe,
+            decode: DecodeConfig::default(),
+            sot,
+            eot,
+            no_timestamps,
+            no_speech,
+            timestamp_begin,
+            languages,
+            suppress,
+            begin_suppress,
+            model_ref: ModelRef { id: files.id.clone(), revision: files.revision.clone(), dims: config.d_model },
+            config,
+        })
+    }
+
+    pub fn model_ref(&self) -> &ModelRef {
+        &self.model_ref
+    }
+
+    /// English-only checkpoints have 51864 tokens, multilingual ones 51865 or more (their
+    /// tokenizers list language tokens either way).
+    pub fn is_multilingual(&self) -> bool {
+        self.config.vocab_size >= 51865 && !self.languages.is_empty()
+    }
+
+    /// Log-mel features `[1, n_mels, 3000]` of up to 30 s of 16 kHz audio, computed as the
+    /// reference does: zero-pad to 30 s, centred STFT (reflect padding, periodic Hann, n_fft 400,
+    /// hop 160, last frame dropped), power, Slaney mel filters, log10, floor at max - 8, (x + 4) / 4.
+    /// The DFT and the filters run as matrix products on the model's device.
+    pub fn mel(&self, pcm: &[f32]) -> Result<Tensor> {
+        self.log_mel(pcm).map_err(|e| model_err(&self.model_ref.id, e))
+    }
+
+    fn log_mel(&self, pcm: &[f32]) -> candle_core::Result<Tensor> {
+        let (n_fft, hop, n_mels) = (w::N_FFT, w::HOP_LENGTH, self.config.num_mel_bins);
+        let bins = n_fft / 2 + 1;
+        let mut samples = pcm[..pcm.len().min(w::N_SAMPLES)].to_vec();
+        samples.resize(w::N_SAMPLES, 0.0);
+        let pad = n_fft / 2;
+        let n = samples.len();
+        // Reflect padding: x[pad..1] before, x[n-2..n-pad-1] after.
+        let mut padded = Vec::with_capacity(n + 2 * pad);
+        padded.extend((1..=pad).rev().map(|i| samples[i]));
+        padded.extend_from_slice(&samples);
+        padded.extend((n - pad - 1..n - 1).rev().map(|i| samples[i]));
+        let frames = w::N_FRAMES; // 1 + n / hop frames, the last one dropped
+        let hann: Vec<f32> = (0..n_fft)
+            .map(|i| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n_fft as f64).cos()) as f32)
+            .collect();
+        let mut windows = Vec::with_capacity(frames * n_fft);
+        for f in 0..frames {
+            windows.extend(padded[f * hop..f * hop + n_fft].iter().zip(&hann).map(|(x, h)| x * h));
+        }
+        let windows = Tensor::from_vec(windows, (frames, n_fft), &self.device)?;
+        let (cos, sin) = &self.dft;
+        let re = windows.matmul(cos)?;
+        let im = windows.matmul(sin)?;
+        let power = (re.sqr()? + im.sqr()?)?; // [frames, bins]
+        let _ = bins;
+        let mel = power.matmul(&self.filters_t)?; // [frames, n_mels]
+        let log = (mel.clamp(1e-10f32, f32::INFINITY)?.log()? / std::f64::consts::LN_10)?;
+        let max = log.max_all()?.to_scalar::<f32>()?;
+        let log = log.clamp(max - 8.0, f32::INFINITY)?;
+        let log = ((log + 4.0)? / 4.0)?;
+        log.t()?.contiguous()?.reshape((1, n_mels, frames))
+    }
+
+    /// Transcribe one window of at most 30 s. A window whose loudest 10 ms is below
+    /// [`SPEECH_FLOOR_DBFS`] is not sent to the model at all (the voice-activity gate: on digital
+    /// silence Whisper is known to invent a "you" or a "thank you").
+    pub fn transcribe(&mut self, pcm: &[f32]) -> Result<WindowTranscript> {
+        if loudest_hop_dbfs(pcm) < SPEECH_FLOOR_DBFS {
+            return Ok(WindowTranscript { phrases: Vec::new(), language: None, no_speech_prob: 1.0, avg_logprob: 0.0 });
+        }
+        let id = self.model_ref.id.clone();
+        let mel = self.mel(pcm)?;
+        self.decode_window(&mel, pcm.len() as f64 / w::SAMPLE_RATE as f64).map_err(|e| model_err(&id, e))
+    }
+
+    /// Encoder output for a mel window (exposed for golden checks).
+    pub fn encode(&mut self, mel: &Tensor) -> Result<Tensor> {
+        self.model.encoder.forward(mel, true).map_err(|e| model_err(&self.model_ref.id, e))
+    }
+
+    /// Logits of the next token after `tokens`, given encoder output `audio`.
+    pub fn next_logits(&mut self, tokens: &[u32], audio: &Tensor, first: bool) -> Result<Tensor> {
+        let id = self.model_ref.id.clone();
+        self.next_logits_raw(tokens, audio, first).map_err(|e| model_err(&id, e))
+    }
+
+    /// The prompt: start, language (multilingual models), transcribe task.
+    fn prompt(&mut self, audio: &Tensor) -> candle_core::Result<(Vec<u32>, Option<String>)> {
+        let mut tokens = vec![self.sot];
+        let language;
+        if self.is_multilingual() {
+            let logits = self.next_logits_raw(&tokens, audio, true)?;
+            let ids: Vec<u32> = self.languages.iter().map(|(_, id)| *id).collect();
+            let scores = logits.index_select(&Tensor::new(ids.as_slice(), &self.device)?, 0)?.to_vec1::<f32>()?;
+            let best = scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
+            tokens.push(self.languages[best].1);
+            language = Some(self.languages[best].0.clone());
+            if let Some(t) = self.transcribe {
+                tokens.push(t);
+            }
+        } else {
+            language = Some("en".into());
+        }
+        Ok((tokens, language))
+    }
+
+    fn next_logits_raw(&mut self, tokens: &[u32], audio: &Tensor, first: bool) -> candle_core::Result<Tensor> {
+        let t = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+        let ys = self.model.decoder.forward(&t, audio, first)?;
+        let (_, n, _) = ys.dims3()?;
+        self.model.decoder.final_linear(&ys.i((..1, n - 1..))?)?.i(0)?.i(0)
+    }
+
+    fn decode_window(&mut self, mel: &Tensor, window_secs: f64) -> candle_core::Result<WindowTranscript> {
+        let audio = self.model.encoder.forward(mel, true)?;
+        let (mut tokens, language) = self.prompt(&audio)?;
+        let prompt_len = tokens.len();
+        let vocab = self.config.vocab_size;
+        let mut mask = vec![0f32; vocab];
+        for &t in &self.suppress {
+            if (t as usize) < vocab {
+                mask[t as usize] = f32::NEG_INFINITY;
+            }
+        }
+        mask[self.no_timestamps as usize] = f32::NEG_INFINITY;
+        let base_mask = mask;
+        let max_ts = ((window_secs / 0.02).ceil() as u32).min(1500);
+        let mut sum_logprob = 0f64;
+        let mut generated = 0usize;
+        let mut no_speech_prob = 0f64;
+        let limit = self.config.max_target_positions / 2;
+        for step in 0..limit {
+            let logits = self.next_logits_raw(&tokens, &audio, step == 0 && prompt_len == 1)?;
+            if step == 0 {
+                if let Some(ns) = self.no_speech {
+                    // The no-speech probability is read at the first step after the prompt, as OpenAI does.
+                    no_speech_prob = f64::from(softmax(&logits, 0)?.i(ns as usize)?.to_scalar::<f32>()?);
+                }
+            }
+            let mut m = base_mask.clone();
+            if tokens.len() == prompt_len || tokens[prompt_len..].iter().all(|&t| t >= self.timestamp_begin) {
+                for &t in &self.begin_suppress {
+                    if let Some(v) = m.get_mut(t as usize) {
+                        *v = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            self.apply_timestamp_rules(&tokens[prompt_len..], &logits, &mut m, max_ts)?;
+            let masked = logits.broadcast_add(&Tensor::new(m.as_slice(), &self.device)?)?;
+            let logprobs = candle_nn::ops::log_softmax(&masked, D::Minus1)?.to_vec1::<f32>()?;
+            let next = logprobs
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, _)| i as u32)
+                .unwrap_or(self.eot);
+            tokens.push(next);
+            if next == self.eot {
+                break;
+            }
+            sum_logprob += f64::from(logprobs[next as usize]);
+            generated += 1;
+        }
+        let avg_logprob = if generated == 0 { 0.0 } else { sum_logprob / generated as f64 };
+        let silent = no_speech_prob > self.decode.no_speech_threshold && avg_logprob < self.decode.logprob_threshold;
+        let phrases = if silent { Vec::new() } else { self.phrases(&tokens[prompt_len..])? };
+        Ok(WindowTranscript { phrases, language, no_speech_prob, avg_logprob })
+    }
+
+    /// OpenAI's `ApplyTimestampRules`: timestamps come in pairs and never go back, the first
+    /// token is a timestamp no later than `max_initial_timestamp`, and when the timestamps
+    /// together are likelier than any text token, a timestamp comes next.
+    fn apply_timestamp_rules(
+        &self,
+        sampled: &[u32],
+        logits: &Tensor,
+        mask: &mut [f32],
+        max_ts: u32,
+    ) -> candle_core::Result<()> {
+        let tb = self.timestamp_begin as usize;
+        let vocab = mask.len();
+        let is_ts = |t: u32| t >= self.timestamp_begin;
+        let last_ts = sampled.last().is_some_and(|&t| is_ts(t));
+        let penultimate_ts = sampled.len() < 2 || sampled.get(sampled.len() - 2).is_some_and(|&t| is_ts(t));
+        if last_ts {
+            if penultimate_ts {
+                mask[tb..].iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
+            } else {
+                mask[..self.eot as usize].iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
+            }
+        }
+        if let Some(&prev) = sampled.iter().rev().find(|&&t| is_ts(t)) {
+            // Non-decreasing; a closing timestamp may repeat the opening one only if text was between.
+            let floor = if last_ts && !penultimate_ts { prev } else { prev + 1 };
+            mask[tb..(floor as usize).min(vocab)].iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
+        }
+        if sampled.is_empty() {
+            mask[..tb].iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
+            let max_initial = tb + (self.decode.max_initial_timestamp / 0.02).round() as usize;
+            mask[(max_initial + 1).min(vocab)..].iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
+        }
+        // No timestamp beyond the end of the audio.
+        mask[(tb + max_ts as usize + 1).min(vocab)..].iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
+        let masked = logits.broadcast_add(&Tensor::new(&*mask, logits.device())?)?;
+        let lp = candle_nn::ops::log_softmax(&masked, D::Minus1)?.to_vec1::<f32>()?;
+        let ts_total = log_sum_exp(&lp[tb..]);
+        let text_max = lp[..tb].iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        if ts_total > text_max {
+            mask[..tb].iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
+        }
+        Ok(())
+    }
+
+    /// Split generated tokens into timed phrases; text after a last unclosed timestamp runs to
+    /// the end of the window.
+    fn phrases(&self, sampled: &[u32]) -> candle_core::Result<Vec<Phrase>> {
+        let secs = |t: u32| f64::from(t - self.timestamp_begin) * 0.02;
+        let mut phrases = Vec::new();
+        let mut start: Option<f64> = None;
+        let mut text: Vec<u32> = Vec::new();
+        for &t in sampled {
+            if t == self.eot {
+                break;
+            }
+            if t >= self.timestamp_begin {
+                match start {
+                    Some(s) if !text.is_empty() => {
+                        phrases.push((s, secs(t), std::mem::take(&mut text)));
+                        start = None;
+                    }
+                    _ => start = Some(secs(t)),
+                }
+            } else if t < self.eot {
+                text.push(t);
+            }
+        }
+        if !text.is_empty() {
+            let s = start.unwrap_or(0.0);
+            phrases.push((s, s, text));
+        }
+        let mut out = Vec::new();
+        for (s, e, ids) in phrases {
+            let decoded = self.tokenizer.decode(&ids, true).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            let text = cut_repetition(decoded.trim(), self.decode.compression_ratio_threshold);
+            if !text.is_empty() {
+                out.push(Phrase { start: s, end: e.max(s), text });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Loudness (dBFS) under which a 10 ms stretch cannot hold speech.
+pub const SPEECH_FLOOR_DBFS: f32 = -50.0;
+
+/// dBFS of the loudest 10 ms (160 samples) of a window.
+pub fn loudest_hop_dbfs(pcm: &[f32]) -> f32 {
+    pcm.chunks(160)
+        .map(|c| 10.0 * (c.iter().map(|x| x * x).sum::<f32>() / c.len() as f32 + 1e-10).log10())
+        .fold(-100.0, f32::max)
+}
+
+fn log_sum_exp(v: &[f32]) -> f32 {
+    let m = v.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    if m == f32::NEG_INFINITY {
+        return m;
+    }
+    m + v.iter().map(|x| (x - m).exp()).sum::<f32>().ln()
+}
+
+/// Cut a repetition loop ("the the the the ...", a phrase said over and over) back to its first
+/// occurrence: when the text compresses too well (bytes over the bytes of its distinct word
+/// 3-grams, a zlib-free stand-in for OpenAI's gzip ratio), keep the longest prefix that does not.
+pub fn cut_repetition(text: &str, threshold: f64) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let ratio = |ws: &[&str]| -> f64 {
+        if ws.len() < 6 {
+            return 1.0;
+        }
+        let grams: std::collections::HashSet<&[&str]> = ws.windows(3).collect();
+        ws.len() as f64 / grams.len().max(1) as f64
+    };
+    if ratio(&words) <= threshold {
+        return text.to_string();
+    }
+    let mut keep = words.len();
+    while keep > 0 && ratio(&words[..keep]) > threshold.min(1.5) {
+        keep -= 1;
+    }
+    // Drop the trailing words of an unfinished repeat: keep whole first cycle.
+    words[..keep.max(1)].join(" ")
+}
+
+/// Slaney-style mel filterbank (librosa's default, what Whisper was trained with), row-major
+/// `[n_mels, n_fft / 2 + 1]`.
+pub fn mel_filters(sample_rate: f64, n_fft: usize, n_mels: usize) -> Vec<f32> {
+    let hz_to_mel = |f: f64| {
+        let (f_sp, min_log_hz) = (200.0 / 3.0, 1000.0);
+        if f < min_log_hz {
+            f / f_sp
+        } else {
+            min_log_hz / f_sp + (f / min_log_hz).ln() / ((6.4f64).ln() / 27.0)
+        }
+    };
+    let mel_to_hz = |m: f64| {
+        let (f_sp, min_log_hz) = (200.0 / 3.0, 1000.0);
+        let min_log_mel = min_log_hz / f_sp;
+        if m < min_log_mel {
+            m * f_sp
+        } else {
+            min_log_hz * ((m - min_log_mel) * ((6.4f64).ln() / 27.0)).exp()
+        }
+    };
+    let bins = n_fft / 2 + 1;
+    let fft_freqs: Vec<f64> = (0..bins).map(|i| i as f64 * sample_rate / n_fft as f64).collect();
+    let (lo, hi) = (hz_to_mel(0.0), hz_to_mel(sample_rate / 2.0));
+    let mel_f: Vec<f64> = (0..n_mels + 2).map(|i| mel_to_hz(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64)).collect();
+    let mut out = vec![0f32; n_mels * bins];
+    for m in 0..n_mels {
+        let (a, b, c) = (mel_f[m], mel_f[m + 1], mel_f[m + 2]);
+        let enorm = 2.0 / (c - a);
+        for (k, &f) in fft_freqs.iter().enumerate() {
+            let lower = (f - a) / (b - a);
+            let upper = (c - f) / (c - b);
+            out[m * bins + k] = (lower.min(upper).max(0.0) * enorm) as f32;
+        }
+    }
+    out
+}
+
+/// Language codes in Whisper's token order.
+const LANGUAGES: &[&str] = &[
+    "en", "zh", "de", "es", "ru", "ko", "fr", "ja", "pt", "tr", "pl", "ca", "nl", "ar", "sv", "it", "id", "hi", "fi",
+    "vi", "he", "uk", "el", "ms", "cs", "ro", "da", "hu", "ta", "no", "th", "ur", "hr", "bg", "lt", "la", "mi", "ml",
+    "cy", "sk", "te", "fa", "lv", "bn", "sr", "az", "sl", "kn", "et", "mk", "br", "eu", "is", "hy", "ne", "mn", "bs",
+    "kk", "sq", "sw", "gl", "mr", "pa", "si", "km", "sn", "yo", "so", "af", "oc", "ka", "be", "tg", "sd", "gu", "am",
+    "yi", "lo", "uz", "fo", "ht", "ps", "tk", "nn", "mt", "sa", "lb", "my", "bo", "tl", "mg", "as", "tt", "haw", "ln",
+    "ha", "ba", "jw", "su", "yue",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repetition_loops_are_cut_and_normal_text_is_kept() {
+        let normal = "he was not an ill disposed young man unless to be rather cold hearted";
+        assert_eq!(cut_repetition(normal, 2.4), normal);
+        let looped = "thank you for watching ".repeat(12);
+        let cut = cut_repetition(looped.trim(), 2.4);
+        assert!(cut.split_whitespace().count() <= 8, "{cut}");
+        assert!(cut.starts_with("thank you for watching"));
+    }
+
+    #[test]
+    fn mel_filters_have_the_slaney_shape() {
+        let f = mel_filters(16_000.0, 400, 80);
+        assert_eq!(f.len(), 80 * 201);
+        // Every filter is a non-negative triangle with one peak; the first starts at bin 0.
+        for m in 0..80 {
+            let row = &f[m * 201..(m + 1) * 201];
+            assert!(row.iter().all(|&v| v >= 0.0));
+            assert!(row.iter().any(|&v| v > 0.0), "filter {m} is empty");
+        }
+        assert_eq!(f[0], 0.0);
+    }
+}
