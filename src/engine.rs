@@ -182,8 +182,9 @@ impl MediaResource<'_> {
             ));
         }
         let index_id = opts.index.as_deref().map(|i| self.engine.catalog.get_index(i)).transpose()?.map(|i| i.index_id);
-        // A model asked for by name must load before anything is stored.
+        // Models asked for by name must load before anything is stored.
         self.engine.visual_model()?;
+        crate::transcribe::speech_model(self.engine, opts.enable_transcription)?;
         let files = expand_paths(paths)?;
         let mut results = Vec::with_capacity(files.len());
         for file in files {
@@ -345,6 +346,27 @@ impl MediaResource<'_> {
             Err(e @ Error::Catalog { .. }) => return Err(e),
             Err(e) => {
                 result.warnings.push(format!("keyframes were not embedded: {e}; run `videovector embed` to retry"))
+            }
+        }
+        if result.media_type != Some(crate::MediaType::Image) {
+            match crate::transcribe::speech_model(self.engine, opts.enable_transcription) {
+                Ok(Some(model)) => {
+                    on_progress(Progress::Transcribing);
+                    match self.engine.transcribe_media(video_id, path, &model) {
+                        Ok(_) => {}
+                        Err(e @ Error::Catalog { .. }) => return Err(e),
+                        Err(e) => result.warnings.push(format!("speech was not transcribed: {e}")),
+                    }
+                }
+                Ok(None) => {
+                    if let (None, Some(reason)) = (opts.enable_transcription, self.engine.asr_off_reason()) {
+                        result.warnings.push(format!(
+                            "speech was not transcribed: no speech model ({}): {reason}",
+                            crate::embed::DEFAULT_ASR_MODEL
+                        ));
+                    }
+                }
+                Err(e) => result.warnings.push(format!("speech was not transcribed: {e}")),
             }
         }
         Ok(result)

@@ -29,6 +29,9 @@ pub struct IngestOptions {
     pub title: Option<String>,
     /// A retry with the same key returns the same media item instead of ingesting again.
     pub idempotency_key: Option<String>,
+    /// The API's `enable_transcription`: `None` (default) transcribes when a speech model is
+    /// available, `Some(true)` requires one, `Some(false)` turns transcription off.
+    pub enable_transcription: Option<bool>,
     pub segmentation: SegmentationConfig,
     pub output: OutputConfig,
 }
@@ -81,6 +84,8 @@ pub enum Progress {
     Extracting,
     /// Embedding keyframes.
     Embedding,
+    /// Transcribing speech.
+    Transcribing,
 }
 
 /// A decoded frame on its way to the detector thread.

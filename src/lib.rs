@@ -26,6 +26,7 @@ pub mod media;
 pub mod search;
 pub mod segment;
 pub mod store;
+pub mod transcribe;
 pub mod vectors;
 
 pub use engine::{Batch, Engine, IngestResult, SegmentQuery, StatusSnapshot};

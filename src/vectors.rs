@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::embed::{self, clip::CLIP_FILES, source, text::TEXT_MODEL_FILES, ClipEncoder, ModelRef, TextEncoder};
+use crate::embed::{
+    self, clip::CLIP_FILES, source, text::TEXT_MODEL_FILES, ClipEncoder, ModelRef, TextEncoder, WhisperModel,
+};
 use crate::error::{Error, Result};
 use crate::store::ann::{AnnConfig, AnnIndex};
 use crate::store::{NewVector, Space};
@@ -33,6 +35,8 @@ pub struct EngineOptions {
     pub visual_model: ModelChoice,
     /// Sentence encoder for transcripts and metadata. Default: [`embed::DEFAULT_TEXT_MODEL`] when present.
     pub text_model: ModelChoice,
+    /// Speech-to-text model. Default: [`embed::DEFAULT_ASR_MODEL`] when present.
+    pub asr_model: ModelChoice,
     pub ann: AnnConfig,
 }
 
@@ -41,6 +45,7 @@ impl Default for EngineOptions {
         EngineOptions {
             visual_model: ModelChoice::Default,
             text_model: ModelChoice::Default,
+            asr_model: ModelChoice::Default,
             ann: AnnConfig::default(),
         }
     }
@@ -51,6 +56,7 @@ impl Default for EngineOptions {
 pub(crate) struct Models {
     visual: OnceLock<std::result::Result<Option<Arc<ClipEncoder>>, String>>,
     text: OnceLock<std::result::Result<Option<Arc<TextEncoder>>, String>>,
+    asr: OnceLock<std::result::Result<Option<Arc<Mutex<WhisperModel>>>, String>>,
 }
 
 /// ANN indexes by (scope, space), loaded or rebuilt on first use.
@@ -99,6 +105,27 @@ impl Engine {
             })
         });
         model_result(loaded)
+    }
+
+    /// The speech model, loading it on first use. `Ok(None)` when turned off or, for the
+    /// default, not found.
+    pub fn asr_model(&self) -> Result<Option<Arc<Mutex<WhisperModel>>>> {
+        let loaded = self.models.asr.get_or_init(|| {
+            // The weights file differs by layout (model.safetensors or CTranslate2's model.bin).
+            load_model(
+                &self.options.asr_model,
+                embed::DEFAULT_ASR_MODEL,
+                &["config.json", "tokenizer.json"],
+                self.data_dir(),
+                |f| WhisperModel::load(f, &embed::device()).map(Mutex::new),
+            )
+        });
+        model_result(loaded)
+    }
+
+    /// Why the speech model is off, when the default was asked for and not found.
+    pub(crate) fn asr_off_reason(&self) -> Option<String> {
+        self.models.asr.get().and_then(|r| r.as_ref().err()).and_then(|r| r.strip_prefix("off: ").map(str::to_string))
     }
 
     /// Why a role has no model, when the default was asked for and not found.

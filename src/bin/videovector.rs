@@ -34,6 +34,10 @@ struct Cli {
     /// (default: sentence-transformers/all-MiniLM-L6-v2; "off" to disable).
     #[arg(long, global = true, env = "VIDEOVECTOR_TEXT_MODEL")]
     text_model: Option<String>,
+    /// Speech-to-text model: a Whisper folder (HF or CTranslate2 layout) or a model id
+    /// (default: openai/whisper-tiny.en; "off" to disable).
+    #[arg(long, global = true, env = "VIDEOVECTOR_ASR_MODEL")]
+    asr_model: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,6 +68,10 @@ enum Command {
         #[arg(long)]
         reembed: bool,
     },
+    /// The timed phrases spoken in a media item.
+    Transcript { video_id: String },
+    /// Convert a CTranslate2 Whisper folder (model.bin) into an HF one (model.safetensors).
+    ConvertWhisper { from: PathBuf, to: PathBuf },
     /// Raw vectors: per segment of a video, or of a text.
     #[command(subcommand)]
     Embeddings(EmbeddingsCommand),
@@ -173,6 +181,12 @@ struct IngestArgs {
     /// Makes a retried ingest of one file return the first result.
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// Transcribe speech (the default when a speech model is available; an error without one).
+    #[arg(long, conflicts_with = "no_transcribe")]
+    transcribe: bool,
+    /// Do not transcribe speech.
+    #[arg(long)]
+    no_transcribe: bool,
 }
 
 #[derive(Args)]
@@ -266,9 +280,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Shots { path, stats } = &cli.command {
         return shots(path, *stats, cli.json);
     }
+    if let Command::ConvertWhisper { from, to } = &cli.command {
+        videovector::embed::ct2::convert_whisper_folder(from, to)?;
+        eprintln!("wrote an HF Whisper folder to {}", to.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     let options = EngineOptions {
         visual_model: model_choice(cli.visual_model),
         text_model: model_choice(cli.text_model),
+        asr_model: model_choice(cli.asr_model),
         ..Default::default()
     };
     let engine = Engine::open_with(&cli.data_dir, options)
@@ -468,16 +488,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
             EmbeddingsCommand::Video { video_id } => print(&engine.embeddings().video(&video_id)?)?,
             EmbeddingsCommand::Text { text, space } => print(&engine.embeddings().text(&text, space)?)?,
         },
-        Command::Shots { .. } => unreachable!("handled before opening the engine"),
+        Command::Transcript { video_id } => {
+            let t = engine.transcript(&video_id)?;
+            if json {
+                print(&t)?;
+            } else {
+                for p in &t.phrases {
+                    println!("{:>9.2}\t{:>9.2}\t{}", p.start, p.end, p.text);
+                }
+            }
+        }
+        Command::Shots { .. } | Command::ConvertWhisper { .. } => unreachable!("handled before opening the engine"),
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn ingest_cmd(engine: &Engine, args: IngestArgs, json: bool) -> Result<ExitCode> {
+    let enable_transcription = match (args.transcribe, args.no_transcribe) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
     let mut opts = IngestOptions {
         index: args.index,
         title: args.title,
         idempotency_key: args.idempotency_key,
+        enable_transcription,
         ..Default::default()
     };
     opts.segmentation.video_segmentation_type = args.segmentation;
@@ -539,6 +575,7 @@ fn show_progress(bar: &ProgressBar, path: &Path, progress: Progress) {
         }
         Progress::Extracting => bar.set_message(format!("keyframes {name}")),
         Progress::Embedding => bar.set_message(format!("embedding {name}")),
+        Progress::Transcribing => bar.set_message(format!("transcribing {name}")),
     }
 }
 

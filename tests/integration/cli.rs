@@ -7,7 +7,14 @@ use crate::common::fixture;
 use serde_json::Value;
 
 fn vv(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_videovector")).arg("--data-dir").arg(data).args(args).output().unwrap()
+    // Models off: these tests are about the CLI contract, and stay fast.
+    Command::new(env!("CARGO_BIN_EXE_videovector"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--visual-model", "off", "--asr-model", "off"])
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn json_lines(out: &Output) -> Vec<Value> {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use videovector::{Engine, PageRequest, Segment};
+use videovector::{Engine, EngineOptions, ModelChoice, PageRequest, Segment};
 
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
@@ -37,9 +37,12 @@ pub fn f64s(v: &Value) -> Vec<f64> {
     v.as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default()
 }
 
+/// An engine on a fresh data folder without models: ingest and segmentation only (the model
+/// tests open engines of their own).
 pub fn temp_engine() -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let engine = Engine::open(dir.path().join("data")).expect("engine opens");
+    let options = EngineOptions { visual_model: ModelChoice::Off, asr_model: ModelChoice::Off, ..Default::default() };
+    let engine = Engine::open_with(dir.path().join("data"), options).expect("engine opens");
     (dir, engine)
 }
 

@@ -5,7 +5,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::fixture;
-use videovector::{Engine, IngestOptions, PageRequest, SegmentKind, Status};
+use videovector::{Engine, EngineOptions, IngestOptions, ModelChoice, PageRequest, SegmentKind, Status};
+
+fn no_models() -> EngineOptions {
+    EngineOptions { visual_model: ModelChoice::Off, asr_model: ModelChoice::Off, ..Default::default() }
+}
 
 fn status_of(db: &std::path::Path, file: &str) -> Option<String> {
     let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
@@ -19,7 +23,7 @@ fn kill_during_ingest_then_resume_without_duplicates() {
     let files = [fixture("bikes.mp4"), fixture("long_1min.mp4")];
     let ingest = || {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_videovector"));
-        cmd.arg("--data-dir").arg(&data).arg("ingest").args(&files).arg("--json");
+        cmd.arg("--data-dir").arg(&data).args(["--asr-model", "off"]).arg("ingest").args(&files).arg("--json");
         cmd
     };
     let mut child = ingest().stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
@@ -33,7 +37,7 @@ fn kill_during_ingest_then_resume_without_duplicates() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
-    let engine = Engine::open(&data).expect("the catalog opens after a kill");
+    let engine = Engine::open_with(&data, no_models()).expect("the catalog opens after a kill");
     engine.catalog().integrity_check().unwrap();
     let media = engine.media().list(&PageRequest::default()).unwrap().data;
     assert_eq!(media.len(), 2);
@@ -57,7 +61,7 @@ fn kill_during_ingest_then_resume_without_duplicates() {
     // Running the same command again changes nothing.
     let out = ingest().output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let engine = Engine::open(&data).unwrap();
+    let engine = Engine::open_with(&data, no_models()).unwrap();
     let again = engine.media().list(&PageRequest::default()).unwrap().data;
     assert_eq!(
         again.iter().map(|m| (&m.video_id, m.status)).collect::<Vec<_>>(),
@@ -74,6 +78,7 @@ fn rerunning_an_interrupted_ingest_finishes_it() {
         Command::new(env!("CARGO_BIN_EXE_videovector"))
             .arg("--data-dir")
             .arg(&data)
+            .args(["--asr-model", "off"])
             .arg("ingest")
             .arg(fixture("long_1min.mp4"))
             .spawn()
@@ -90,7 +95,7 @@ fn rerunning_an_interrupted_ingest_finishes_it() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(run().wait().unwrap().success());
-    let engine = Engine::open(&data).unwrap();
+    let engine = Engine::open_with(&data, no_models()).unwrap();
     let media = engine.media().list(&PageRequest::default()).unwrap().data;
     assert_eq!(media.len(), 1);
     assert_eq!(media[0].status, Status::Completed);

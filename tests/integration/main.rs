@@ -11,4 +11,5 @@ mod common;
 mod durability;
 mod ingest;
 mod search;
+mod transcripts;
 mod whisper;

@@ -14,6 +14,8 @@ fn engine_with(data: &Path, clip_dir: Option<&Path>, text: bool) -> Engine {
     let options = EngineOptions {
         visual_model: clip_dir.map_or(ModelChoice::Off, |d| ModelChoice::Use(d.to_string_lossy().into_owned())),
         text_model: if text { ModelChoice::Default } else { ModelChoice::Off },
+        // Transcripts here are added by hand; the speech model has tests of its own.
+        asr_model: ModelChoice::Off,
         ..Default::default()
     };
     Engine::open_with(data, options).unwrap()

@@ -1,0 +1,86 @@
+//! Transcription inside ingest: phrases land in the segment where they are spoken, what was
+//! said is searchable by meaning, audio files are transcribed like videos, and it can be
+//! turned off.
+
+use videovector::search::TextSearch;
+use videovector::{Engine, EngineOptions, IngestOptions, ModelChoice, VideoSegmentation};
+
+use crate::common::{fixture, truth_of};
+use crate::whisper::{normalise, word_errors};
+
+fn engine(dir: &std::path::Path) -> Engine {
+    Engine::open_with(dir, EngineOptions { visual_model: ModelChoice::Off, ..Default::default() }).unwrap()
+}
+
+#[test]
+fn each_utterance_lands_in_its_segment_and_text_search_finds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&dir.path().join("data"));
+    let mut opts = IngestOptions::default();
+    opts.segmentation.video_segmentation_type = VideoSegmentation::ContentAware;
+    let r = engine.media().ingest(fixture("slideshow.mp4"), &opts).unwrap();
+    assert!(r.warnings.iter().all(|w| !w.contains("transcribed")), "{:?}", r.warnings);
+    let video_id = r.video_id.clone().unwrap();
+    let transcript = engine.transcript(&video_id).unwrap();
+    let speech = truth_of("slideshow.mp4")["speech"].as_array().unwrap().clone();
+    assert_eq!(r.segments.len(), speech.len());
+    for (k, (segment, truth)) in r.segments.iter().zip(&speech).enumerate() {
+        // The phrases whose middle is in this segment say this slot's utterance.
+        let said: Vec<&str> = transcript
+            .phrases
+            .iter()
+            .filter(|p| (p.start + p.end) / 2.0 >= segment.start && (p.start + p.end) / 2.0 < segment.end)
+            .map(|p| p.text.as_str())
+            .collect();
+        let reference = normalise(truth["text"].as_str().unwrap());
+        let errors = word_errors(&normalise(&said.join(" ")), &reference);
+        assert!(errors * 4 <= reference.len(), "segment {k} ({}..{}) heard {said:?}", segment.start, segment.end);
+    }
+    // Phrases are in order and do not overlap (a phrase belongs to one segment: the one holding its middle).
+    assert!(transcript.phrases.windows(2).all(|w| w[0].end <= w[1].start + 1e-6), "{:?}", transcript.phrases);
+    // Words of the third utterance find the third segment, with what was said as the snippet.
+    let q = TextSearch { query: "rather selfish and cold hearted".into(), top_k: Some(3), run_ids: vec![] };
+    let hits = engine.search().text(None, &q).unwrap();
+    assert_eq!(hits.results[0].segment_id, r.segments[2].segment_id, "{:?}", hits.results);
+    assert_eq!(hits.results[0].modality, "transcript");
+    assert!(hits.results[0].snippet.as_deref().unwrap_or("").to_lowercase().contains("selfish"));
+}
+
+#[test]
+fn audio_files_are_transcribed_and_transcription_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&dir.path().join("data"));
+    let r = engine.media().ingest(fixture("speech.mp3"), &IngestOptions::default()).unwrap();
+    let t = engine.transcript(r.video_id.as_deref().unwrap()).unwrap();
+    let sentences = truth_of("speech.wav")["speech"].as_array().unwrap().clone();
+    let heard = normalise(&t.phrases.iter().map(|p| p.text.as_str()).collect::<Vec<_>>().join(" "));
+    let said = normalise(&sentences.iter().map(|s| s["text"].as_str().unwrap()).collect::<Vec<_>>().join(" "));
+    // Synthetic espeak voice: hard for tiny.en ("brown fox jumps over" comes out garbled), so
+    // this checks that the MP3 is heard end to end, not the word error rate (that is the
+    // LibriVox test's job).
+    assert!(word_errors(&heard, &said) * 2 <= said.len(), "heard {heard:?}");
+    for word in ["lazy", "dog", "rocky", "coast", "morning"] {
+        assert!(heard.iter().any(|w| w == word), "{word} not heard in {heard:?}");
+    }
+    for (p, s) in t.phrases.iter().zip(&sentences) {
+        let (start, end) = (s["start"].as_f64().unwrap(), s["end"].as_f64().unwrap());
+        assert!(p.start <= end && p.end >= start, "phrase {p:?} is not where the sentence {start}..{end} is");
+    }
+
+    let silent = engine.media().ingest(fixture("silence.wav"), &IngestOptions::default()).unwrap();
+    assert!(engine.transcript(silent.video_id.as_deref().unwrap()).unwrap().phrases.is_empty(), "no text from silence");
+
+    let off = IngestOptions { enable_transcription: Some(false), ..Default::default() };
+    let r = engine.media().ingest(fixture("speech.wav"), &off).unwrap();
+    assert!(engine.transcript(r.video_id.as_deref().unwrap()).unwrap().phrases.is_empty());
+
+    // Asking for transcription without a speech model is an error before anything is stored.
+    let no_asr = Engine::open_with(
+        dir.path().join("other"),
+        EngineOptions { visual_model: ModelChoice::Off, asr_model: ModelChoice::Off, ..Default::default() },
+    )
+    .unwrap();
+    let on = IngestOptions { enable_transcription: Some(true), ..Default::default() };
+    assert!(no_asr.media().ingest(fixture("speech.wav"), &on).is_err());
+    assert_eq!(crate::common::media_count(&no_asr), 0);
+}
