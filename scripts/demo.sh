@@ -17,3 +17,6 @@ for id in $(vv media list --index fixtures --json | python3 -c 'import json,sys;
   echo "segments of $id (segment_id, start, end, thumbnail):"
   vv segments "$id"
 done
+echo
+echo 'search text "rather selfish and cold hearted" (score, segment, video, span, modality, thumbnail):'
+vv search text "rather selfish and cold hearted" --index fixtures --top-k 3

@@ -201,3 +201,55 @@ pub(crate) fn speech_model(
         }),
     }
 }
+
+/// Transcribe a file without ingesting it: analyse its audio, cut it at pauses (the default
+/// content-aware audio segmentation), transcribe each window. Returns the phrases (seconds from
+/// the start) and the audio duration in seconds. Used by the `asr` command and ASR comparisons.
+pub fn transcribe_file(path: &Path, model: &std::sync::Mutex<WhisperModel>) -> Result<(Vec<Phrase>, f64)> {
+    let analysis = crate::ingest::analyse(path, &Default::default(), &mut |_| {})?;
+    let config = crate::segment::SegmentationConfig::default();
+    let spans = crate::segment::audio_spans(&config, &analysis.audio_db, analysis.duration_us);
+    let segments: Vec<Segment> = spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Segment {
+            segment_id: format!("window_{i}"),
+            video_id: String::new(),
+            run_id: None,
+            kind: SegmentKind::Audio,
+            index: i as u32,
+            start: crate::segment::us_to_secs(s.start_us),
+            end: crate::segment::us_to_secs(s.end_us),
+            start_us: s.start_us,
+            end_us: s.end_us,
+            segmentation_type: "content_aware".into(),
+            keyframe_time: None,
+            keyframe_frame: None,
+            thumbnail_path: None,
+        })
+        .collect();
+    let mut whisper = model.lock().unwrap_or_else(|p| p.into_inner());
+    let mut phrases = Vec::new();
+    let mut on_window = |(_, start_us, end_us): &Window, pcm: &[f32]| -> Result<()> {
+        for p in whisper.transcribe(pcm)?.phrases {
+            let offset = crate::segment::us_to_secs(*start_us);
+            let end = crate::segment::us_to_secs(*end_us);
+            phrases.push(Phrase { start: (offset + p.start).min(end), end: (offset + p.end).min(end), text: p.text });
+        }
+        Ok(())
+    };
+    let mut sink = Windows {
+        bounds: windows(&segments),
+        current: 0,
+        buffer: Vec::new(),
+        position_us: 0,
+        samples_seen: 0,
+        on_window: &mut on_window,
+    };
+    media::decode(path, &DecodeOptions { video: false, audio: true, ..DecodeOptions::default() }, &mut sink)?;
+    while sink.current < sink.bounds.len() {
+        sink.flush()?;
+    }
+    drop(sink);
+    Ok((phrases, crate::segment::us_to_secs(analysis.duration_us)))
+}

@@ -70,6 +70,8 @@ enum Command {
     },
     /// The timed phrases spoken in a media item.
     Transcript { video_id: String },
+    /// Transcribe an audio or video file without ingesting it (windows cut at pauses), with timing.
+    Asr { path: PathBuf },
     /// Convert a CTranslate2 Whisper folder (model.bin) into an HF one (model.safetensors).
     ConvertWhisper { from: PathBuf, to: PathBuf },
     /// Raw vectors: per segment of a video, or of a text.
@@ -496,6 +498,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 for p in &t.phrases {
                     println!("{:>9.2}\t{:>9.2}\t{}", p.start, p.end, p.text);
                 }
+            }
+        }
+        Command::Asr { path } => {
+            let model = engine
+                .asr_model()?
+                .ok_or_else(|| anyhow::anyhow!("no speech model: pass --asr-model or run scripts/fetch_models.sh"))?;
+            let started = std::time::Instant::now();
+            let (phrases, audio_secs) = videovector::transcribe::transcribe_file(&path, &model)?;
+            let secs = started.elapsed().as_secs_f64();
+            if json {
+                print(
+                    &serde_json::json!({ "path": path.display().to_string(), "audio_seconds": audio_secs, "seconds": secs,
+                    "real_time_factor": secs / audio_secs.max(1e-9), "phrases": phrases }),
+                )?;
+            } else {
+                for p in &phrases {
+                    println!("{:>9.2}\t{:>9.2}\t{}", p.start, p.end, p.text);
+                }
+                eprintln!(
+                    "{audio_secs:.1} s of audio in {secs:.2} s (real-time factor {:.3})",
+                    secs / audio_secs.max(1e-9)
+                );
             }
         }
         Command::Shots { .. } | Command::ConvertWhisper { .. } => unreachable!("handled before opening the engine"),
