@@ -107,6 +107,12 @@ enum SearchCommand {
         #[command(flatten)]
         scope: SearchScope,
     },
+    /// Segments whose transcript holds every word of the query (FTS5, BM25 ranking).
+    Keyword {
+        query: String,
+        #[command(flatten)]
+        scope: SearchScope,
+    },
     /// Keyframes that look like an image.
     Image {
         path: PathBuf,
@@ -436,6 +442,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Search(cmd) => {
             let response = match cmd {
                 SearchCommand::Text { query, scope } => engine.search().text(
+                    scope.index.as_deref(),
+                    &TextSearch { query, top_k: Some(scope.top_k), run_ids: scope.run_ids },
+                )?,
+                SearchCommand::Keyword { query, scope } => engine.search().keyword(
                     scope.index.as_deref(),
                     &TextSearch { query, top_k: Some(scope.top_k), run_ids: scope.run_ids },
                 )?,

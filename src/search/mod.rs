@@ -11,6 +11,8 @@
 //! - `weighted_cosine`: multimodal search, `score = text_weight * cos(text) + image_weight *
 //!   cos(image)` over the visual space, with the weights as given.
 //!
+//! - `bm25`: keyword search over transcripts (SQLite FTS5), `score = -bm25`, higher is better.
+//!
 //! Ties are broken by video id, start time and segment id, so results are deterministic.
 
 use std::collections::BTreeMap;
@@ -83,6 +85,8 @@ pub enum ScoreKind {
     Cosine,
     Rrf,
     WeightedCosine,
+    /// Keyword search: SQLite FTS5's BM25, negated so that higher is better.
+    Bm25,
 }
 
 /// How one modality matched a hit.
@@ -90,7 +94,9 @@ pub enum ScoreKind {
 pub struct ModalityMatch {
     /// `visual`, `transcript` or `metadata`; for multimodal search `text` or `image` (both in the visual space).
     pub modality: String,
-    pub cosine: f32,
+    /// The modality's own similarity: the cosine for vector spaces, the BM25 score (higher is
+    /// better) for `keyword`.
+    pub score: f32,
     /// Rank of the segment in that modality's candidates, from 1.
     pub rank: usize,
 }
@@ -227,11 +233,11 @@ pub(crate) fn fuse(lists: Vec<Ranked>, top_k: usize, weighted: Option<&WeightedQ
                 score: 0.0,
                 matches: Vec::new(),
             });
-            e.matches.push(ModalityMatch { modality: list.modality.clone(), cosine: *cosine, rank: rank + 1 });
+            e.matches.push(ModalityMatch { modality: list.modality.clone(), score: *cosine, rank: rank + 1 });
             match kind {
                 ScoreKind::Cosine => e.score = *cosine,
                 ScoreKind::Rrf => e.score += 1.0 / (RRF_K + (rank + 1) as f32),
-                ScoreKind::WeightedCosine => {}
+                ScoreKind::WeightedCosine | ScoreKind::Bm25 => {}
             }
         }
     }
@@ -249,7 +255,7 @@ pub(crate) fn fuse(lists: Vec<Ranked>, top_k: usize, weighted: Option<&WeightedQ
             let best = a
                 .matches
                 .iter()
-                .max_by(|x, y| x.cosine.total_cmp(&y.cosine))
+                .max_by(|x, y| x.score.total_cmp(&y.score))
                 .map(|m| m.modality.clone())
                 .unwrap_or_default();
             SearchHit {

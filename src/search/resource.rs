@@ -1,8 +1,8 @@
 //! The search resource: request checks, query embedding, candidates per space, fusion.
 
 use super::{
-    candidates, decode_image, fuse, query_text, space_name, top_k, weights, ImageSearch, MultimodalSearch, Ranked,
-    SearchResponse, TextSearch,
+    candidates, decode_image, fuse, query_text, space_name, top_k, weights, ImageSearch, ModalityMatch,
+    MultimodalSearch, Ranked, ScoreKind, SearchHit, SearchResponse, TextSearch,
 };
 use crate::error::{Error, Result};
 use crate::store::Space;
@@ -92,6 +92,42 @@ impl<'a> Search<'a> {
             }
         }
         Ok(fuse(lists, k, None))
+    }
+
+    /// Keyword search over what was said (FTS5 over transcript phrases; every word must occur).
+    /// Each hit is the segment holding the phrase's middle; `snippet` is the phrase.
+    pub fn keyword(&self, index: Option<&str>, req: &TextSearch) -> Result<SearchResponse> {
+        let scope = self.scope(index)?;
+        let query = query_text("query", &req.query)?;
+        let k = top_k(req.top_k)?;
+        self.check_runs(&req.run_ids)?;
+        let mut results: Vec<SearchHit> = Vec::new();
+        for (rank, hit) in self.engine.catalog().keyword_phrases(&scope, query, candidates(k))?.into_iter().enumerate()
+        {
+            let Some(segment) = self.engine.catalog().segment_at(&hit.video_id, (hit.start_us + hit.end_us) / 2)?
+            else {
+                continue;
+            };
+            if results.iter().any(|r| r.segment_id == segment.segment_id) {
+                continue;
+            }
+            let score = -hit.bm25 as f32;
+            results.push(SearchHit {
+                segment_id: segment.segment_id,
+                video_id: segment.video_id,
+                start: segment.start,
+                end: segment.end,
+                score,
+                thumbnail_path: segment.thumbnail_path,
+                modality: "keyword".into(),
+                matches: vec![ModalityMatch { modality: "keyword".into(), score, rank: rank + 1 }],
+                snippet: Some(hit.text),
+            });
+            if results.len() == k {
+                break;
+            }
+        }
+        Ok(SearchResponse { results, score_kind: ScoreKind::Bm25 })
     }
 
     /// Image search over keyframes; `score` is the cosine similarity.

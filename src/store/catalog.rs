@@ -519,6 +519,17 @@ impl Catalog {
         }
     }
 
+    /// The ingest segment of a media item that holds `time_us`: a video segment when the media
+    /// has them, else an audio one.
+    pub fn segment_at(&self, video_id: &str, time_us: i64) -> Result<Option<Segment>> {
+        let sql = format!(
+            "SELECT {SEGMENT_COLUMNS} FROM segments WHERE video_id = ?1 AND run_id = '' AND start_us <= ?2
+             AND (end_us > ?2 OR end_us = (SELECT max(end_us) FROM segments WHERE video_id = ?1))
+             ORDER BY kind = 'video' DESC, start_us DESC LIMIT 1"
+        );
+        self.conn().query_row(&sql, params![video_id, time_us], segment_from_row).optional().map_err(|e| self.err(e))
+    }
+
     pub fn get_segment(&self, segment_id: &str) -> Result<Segment> {
         let sql = format!("SELECT {SEGMENT_COLUMNS} FROM segments WHERE segment_id = ?1");
         self.conn()

@@ -44,6 +44,15 @@ fn each_utterance_lands_in_its_segment_and_text_search_finds_it() {
     assert_eq!(hits.results[0].segment_id, r.segments[2].segment_id, "{:?}", hits.results);
     assert_eq!(hits.results[0].modality, "transcript");
     assert!(hits.results[0].snippet.as_deref().unwrap_or("").to_lowercase().contains("selfish"));
+
+    // Keywords (FTS5): every word must occur; the hit is the segment holding the phrase.
+    let q = TextSearch { query: "amiable woman".into(), top_k: Some(5), run_ids: vec![] };
+    let kw = engine.search().keyword(None, &q).unwrap();
+    assert_eq!(kw.score_kind, videovector::search::ScoreKind::Bm25);
+    assert_eq!(kw.results.len(), 1, "{:?}", kw.results);
+    assert_eq!(kw.results[0].segment_id, r.segments[3].segment_id);
+    let none = TextSearch { query: "spaceship".into(), top_k: Some(5), run_ids: vec![] };
+    assert!(engine.search().keyword(None, &none).unwrap().results.is_empty());
 }
 
 #[test]

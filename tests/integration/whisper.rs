@@ -166,3 +166,24 @@ fn word_errors_counts_edits() {
     assert_eq!(word_errors(&w("a c"), &w("a b c")), 1);
     assert_eq!(word_errors(&w("Mr. Dashwood-Smith"), &w("mister dashwood smith")), 0);
 }
+
+#[test]
+fn the_multilingual_base_model_detects_english_and_transcribes_better() {
+    let files = source::resolve("openai/whisper-base", &WHISPER_FILES[..1], &source::search_dirs(None))
+        .expect("whisper base is fetched (joined from two packages) by scripts/fetch_models.sh");
+    let mut model = WhisperModel::load(&files, &Device::Cpu).unwrap();
+    assert!(model.is_multilingual());
+    let listing = std::fs::read_to_string(fixture("librivox/transcription")).unwrap();
+    let (mut errors, mut words) = (0, 0);
+    for line in listing.lines().filter(|l| !l.trim().is_empty()) {
+        let (text, id) = line.rsplit_once('(').unwrap();
+        let text = text.replace("<s>", "").replace("</s>", "");
+        let out = model.transcribe(&pcm(&format!("librivox/{}.wav", id.trim_end_matches(')').trim()))).unwrap();
+        assert_eq!(out.language.as_deref(), Some("en"), "language detected for {id}");
+        let hyp: String = out.phrases.iter().map(|p| p.text.as_str()).collect::<Vec<_>>().join(" ");
+        errors += word_errors(&normalise(&hyp), &normalise(&text));
+        words += normalise(&text).len();
+    }
+    let wer = errors as f64 / words as f64;
+    assert!(wer <= 0.05, "base WER {wer:.3} ({errors}/{words})");
+}
