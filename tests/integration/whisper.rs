@@ -187,3 +187,20 @@ fn the_multilingual_base_model_detects_english_and_transcribes_better() {
     let wer = errors as f64 / words as f64;
     assert!(wer <= 0.05, "base WER {wer:.3} ({errors}/{words})");
 }
+
+#[test]
+fn a_converted_hf_folder_loads_and_agrees_with_the_ctranslate2_one() {
+    let ct2 = source::resolve(DEFAULT_ASR_MODEL, &WHISPER_FILES[..1], &source::search_dirs(None)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    videovector::embed::ct2::convert_whisper_folder(&ct2.dir, dir.path()).unwrap();
+    for f in WHISPER_FILES {
+        assert!(dir.path().join(f).is_file(), "{f} written");
+    }
+    let hf = source::resolve(dir.path().to_str().unwrap(), WHISPER_FILES, &[]).unwrap();
+    let mut a = WhisperModel::load(&ct2, &Device::Cpu).unwrap();
+    let mut b = WhisperModel::load(&hf, &Device::Cpu).unwrap();
+    let audio = pcm("librivox/sense_and_sensibility_01_austen_64kb-0880.wav");
+    let (ta, tb) = (a.transcribe(&audio).unwrap(), b.transcribe(&audio).unwrap());
+    assert_eq!(ta.phrases, tb.phrases, "same weights, same transcript");
+    assert!(!ta.phrases.is_empty());
+}
