@@ -1,7 +1,8 @@
 //! Approximate nearest-neighbour search over unit vectors: usearch HNSW with the cosine metric.
 //!
-//! An ANN file is a cache of the catalog's vector rows: [`AnnIndex::open`] loads it only when its
-//! size and the fingerprint recorded at save time match the catalog, and rebuilds it otherwise.
+//! An ANN file is a cache of the catalog's vector rows: the engine loads one ([`AnnIndex::load`])
+//! only when its size and the fingerprint recorded at save time match the catalog, and rebuilds
+//! it from the catalog ([`AnnIndex::build`]) otherwise.
 
 use std::path::Path;
 
