@@ -77,6 +77,36 @@ fn windows(audio_segments: &[Segment]) -> Vec<Window> {
     out
 }
 
+/// Transcribe `path` window by window: decode its audio once, hand each window's samples to
+/// Whisper, and return every phrase with media-relative times in microseconds (clamped to its
+/// window), the window it came from and the language heard.
+fn transcribe_windows(path: &Path, bounds: Vec<Window>, whisper: &mut WhisperModel) -> Result<Vec<NewPhrase>> {
+    let mut phrases = Vec::new();
+    let mut on_window = |(segment, start_us, end_us): &Window, pcm: &[f32]| -> Result<()> {
+        let out = whisper.transcribe(pcm)?;
+        for Phrase { start, end, text } in out.phrases {
+            let s = (start_us + secs_to_us(start)).min(*end_us);
+            let e = (start_us + secs_to_us(end)).clamp(s, *end_us);
+            phrases.push(NewPhrase {
+                window_segment_id: segment.clone(),
+                start_us: s,
+                end_us: e,
+                text,
+                language: out.language.clone(),
+            });
+        }
+        Ok(())
+    };
+    let mut sink =
+        Windows { bounds, current: 0, buffer: Vec::new(), position_us: 0, samples_seen: 0, on_window: &mut on_window };
+    media::decode(path, &DecodeOptions { video: false, audio: true, ..DecodeOptions::default() }, &mut sink)?;
+    while sink.current < sink.bounds.len() {
+        sink.flush()?;
+    }
+    drop(sink);
+    Ok(phrases)
+}
+
 impl Engine {
     /// Transcribe a completed media item with `model`: store its phrases and the transcript
     /// vectors of its segments. Returns the number of phrases.
@@ -93,35 +123,7 @@ impl Engine {
         }
         let mut whisper = model.lock().unwrap_or_else(|p| p.into_inner());
         let model_ref = whisper.model_ref().clone();
-        let mut phrases: Vec<NewPhrase> = Vec::new();
-        let mut on_window = |(segment, start_us, end_us): &Window, pcm: &[f32]| -> Result<()> {
-            let out = whisper.transcribe(pcm)?;
-            for Phrase { start, end, text } in out.phrases {
-                let s = (start_us + secs_to_us(start)).min(*end_us);
-                let e = (start_us + secs_to_us(end)).clamp(s, *end_us);
-                phrases.push(NewPhrase {
-                    window_segment_id: segment.clone(),
-                    start_us: s,
-                    end_us: e,
-                    text,
-                    language: out.language.clone(),
-                });
-            }
-            Ok(())
-        };
-        let mut sink = Windows {
-            bounds: windows(&audio_segments),
-            current: 0,
-            buffer: Vec::new(),
-            position_us: 0,
-            samples_seen: 0,
-            on_window: &mut on_window,
-        };
-        media::decode(path, &DecodeOptions { video: false, audio: true, ..DecodeOptions::default() }, &mut sink)?;
-        while sink.current < sink.bounds.len() {
-            sink.flush()?;
-        }
-        drop(sink);
+        let phrases = transcribe_windows(path, windows(&audio_segments), &mut whisper)?;
         drop(whisper);
         self.catalog().set_phrases(video_id, &model_ref, &phrases)?;
         self.embed_transcripts(video_id, media.index_id.as_deref())?;
@@ -229,27 +231,13 @@ pub fn transcribe_file(path: &Path, model: &std::sync::Mutex<WhisperModel>) -> R
         })
         .collect();
     let mut whisper = model.lock().unwrap_or_else(|p| p.into_inner());
-    let mut phrases = Vec::new();
-    let mut on_window = |(_, start_us, end_us): &Window, pcm: &[f32]| -> Result<()> {
-        for p in whisper.transcribe(pcm)?.phrases {
-            let offset = crate::segment::us_to_secs(*start_us);
-            let end = crate::segment::us_to_secs(*end_us);
-            phrases.push(Phrase { start: (offset + p.start).min(end), end: (offset + p.end).min(end), text: p.text });
-        }
-        Ok(())
-    };
-    let mut sink = Windows {
-        bounds: windows(&segments),
-        current: 0,
-        buffer: Vec::new(),
-        position_us: 0,
-        samples_seen: 0,
-        on_window: &mut on_window,
-    };
-    media::decode(path, &DecodeOptions { video: false, audio: true, ..DecodeOptions::default() }, &mut sink)?;
-    while sink.current < sink.bounds.len() {
-        sink.flush()?;
-    }
-    drop(sink);
+    let phrases = transcribe_windows(path, windows(&segments), &mut whisper)?
+        .into_iter()
+        .map(|p| Phrase {
+            start: crate::segment::us_to_secs(p.start_us),
+            end: crate::segment::us_to_secs(p.end_us),
+            text: p.text,
+        })
+        .collect();
     Ok((phrases, crate::segment::us_to_secs(analysis.duration_us)))
 }
