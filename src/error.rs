@@ -40,6 +40,11 @@ pub enum Error {
     #[error("model {model} is missing {}: {hint}", missing.join(", "))]
     ModelMissing { model: String, missing: Vec<String>, hint: String },
 
+    /// A model named in the engine's options could not be loaded (the message says why); kept
+    /// from the first attempt so that every later call reports the same cause.
+    #[error("{0}")]
+    ModelUnavailable(String),
+
     /// A model failed to load or run.
     #[error("model {model}: {message}")]
     Model { model: String, message: String },
@@ -86,7 +91,7 @@ impl Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Media { .. } => ErrorKind::Unprocessable,
-            Error::ModelMissing { .. } | Error::ModelMismatch(_) => ErrorKind::Conflict,
+            Error::ModelMissing { .. } | Error::ModelMismatch(_) | Error::ModelUnavailable(_) => ErrorKind::Conflict,
             Error::Io { .. } | Error::Catalog { .. } | Error::Model { .. } | Error::Cancelled => ErrorKind::Internal,
         }
     }

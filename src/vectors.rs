@@ -310,7 +310,7 @@ fn model_result<T>(r: &std::result::Result<Option<Arc<T>>, String>) -> Result<Op
     match r {
         Ok(m) => Ok(m.clone()),
         Err(e) if e.starts_with("off: ") => Ok(None),
-        Err(e) => Err(Error::Model { model: "configured model".into(), message: e.clone() }),
+        Err(e) => Err(Error::ModelUnavailable(e.clone())),
     }
 }
 

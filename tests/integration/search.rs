@@ -312,3 +312,26 @@ fn text_encoder_matches_the_reference_and_ranks_related_sentences_higher() {
     let alone = enc.embed(&[texts[1]]).unwrap().remove(0);
     assert!(alone.iter().zip(&v[1]).all(|(a, b)| (a - b).abs() < 1e-5));
 }
+
+#[test]
+fn a_model_asked_for_by_path_that_is_missing_fails_before_anything_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-clip");
+    let engine = engine_with(&dir.path().join("data"), Some(&missing), false);
+    let err = engine.media().ingest(fixture("bikes.mp4"), &IngestOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    let msg = err.to_string();
+    assert!(msg.contains("no-such-clip") && msg.contains("preprocessor_config.json"), "{msg}");
+    assert_eq!(crate::common::media_count(&engine), 0);
+    // The same cause on every later call.
+    assert_eq!(
+        engine
+            .search()
+            .text(None, &TextSearch { query: "x".into(), top_k: None, run_ids: vec![] })
+            .unwrap()
+            .results
+            .len(),
+        0
+    );
+    assert_eq!(engine.embed(None, false).unwrap_err().to_string(), msg);
+}
