@@ -191,7 +191,6 @@ impl WhisperModel {
 
     fn log_mel(&self, pcm: &[f32]) -> candle_core::Result<Tensor> {
         let (n_fft, hop, n_mels) = (w::N_FFT, w::HOP_LENGTH, self.config.num_mel_bins);
-        let bins = n_fft / 2 + 1;
         let mut samples = pcm[..pcm.len().min(w::N_SAMPLES)].to_vec();
         samples.resize(w::N_SAMPLES, 0.0);
         let pad = n_fft / 2;
@@ -214,7 +213,6 @@ impl WhisperModel {
         let re = windows.matmul(cos)?;
         let im = windows.matmul(sin)?;
         let power = (re.sqr()? + im.sqr()?)?; // [frames, bins]
-        let _ = bins;
         let mel = power.matmul(&self.filters_t)?; // [frames, n_mels]
         let log = (mel.clamp(1e-10f32, f32::INFINITY)?.log()? / std::f64::consts::LN_10)?;
         let max = log.max_all()?.to_scalar::<f32>()?;

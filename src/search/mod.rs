@@ -25,7 +25,7 @@ mod resource;
 pub use resource::Search;
 
 use crate::error::{Error, Result};
-use crate::store::{HitRow, Space};
+use crate::store::HitRow;
 
 /// `top_k` when none is given.
 pub const DEFAULT_TOP_K: usize = 10;
@@ -277,11 +277,6 @@ pub(crate) fn fuse(lists: Vec<Ranked>, top_k: usize, weighted: Option<&WeightedQ
 /// How many ANN candidates to fetch for `top_k` results.
 pub(crate) fn candidates(top_k: usize) -> usize {
     (top_k * 4).clamp(50, 4 * MAX_TOP_K)
-}
-
-/// The space a modality name refers to, for error messages.
-pub(crate) fn space_name(space: Space) -> &'static str {
-    space.as_str()
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! The search resource: request checks, query embedding, candidates per space, fusion.
 
 use super::{
-    candidates, decode_image, fuse, query_text, space_name, top_k, weights, ImageSearch, ModalityMatch,
-    MultimodalSearch, Ranked, ScoreKind, SearchHit, SearchResponse, TextSearch,
+    candidates, decode_image, fuse, query_text, top_k, weights, ImageSearch, ModalityMatch, MultimodalSearch, Ranked,
+    ScoreKind, SearchHit, SearchResponse, TextSearch,
 };
 use crate::error::{Error, Result};
 use crate::store::Space;
@@ -55,7 +55,7 @@ impl<'a> Search<'a> {
             if made_by != *model {
                 return Err(Error::ModelMismatch(format!(
                     "the {} vectors here were made by {} ({}), the query by {} ({}); search with --{}-model {} or re-embed",
-                    space_name(space),
+                    space.as_str(),
                     made_by.id,
                     made_by.revision,
                     model.id,
