@@ -2,37 +2,145 @@
 //!
 //! An [`Engine`] opened on a data folder ingests media files (video, audio, still images) through
 //! FFmpeg, cuts them into segments (`smart`, `fixed` or `content_aware`), picks a keyframe per
-//! segment and keeps everything in a SQLite catalog beside its thumbnails.
+//! segment, embeds keyframes and transcripts, and answers text, keyword, image and multimodal
+//! searches. Ingests run as jobs on the engine's workers; every change is in the event log.
 //!
 //! ```no_run
 //! use videovector::{Engine, IngestOptions};
 //!
 //! let engine = Engine::open("data")?;
 //! let index = engine.indexes().create("archive", None)?;
-//! let opts = IngestOptions { index: Some(index.index_id), ..Default::default() };
-//! let result = engine.media().ingest("fixtures/media/bikes.mp4", &opts)?;
+//! let opts = IngestOptions::new().index(index.index_id.as_str());
+//! let result = engine.videos().ingest("fixtures/media/bikes.mp4", &opts)?;
 //! for segment in &result.segments {
 //!     println!("{} {:.2}-{:.2}s {:?}", segment.segment_id, segment.start, segment.end, segment.thumbnail_path);
 //! }
 //! # Ok::<(), videovector::Error>(())
 //! ```
 
-pub mod embed;
-pub mod engine;
-pub mod error;
+mod engine;
+mod error;
 mod ids;
-pub mod ingest;
-pub mod media;
-pub mod search;
-pub mod segment;
-pub mod store;
-pub mod transcribe;
-pub mod vectors;
+mod jobs;
+mod media;
+mod ml;
+mod pipeline;
+mod search;
+mod segment;
+mod store;
+pub mod tools;
+mod types;
 
-pub use engine::{Batch, Engine, IngestResult, SegmentQuery, StatusSnapshot};
+pub use engine::{
+    Batch, Embeddings, Engine, EngineOptions, Events, Indexes, IngestResult, Jobs, Search, SegmentEmbedding,
+    SegmentQuery, StatusSnapshot, Submission, TextEmbedding, TextEmbeddings, Transcript, VideoEmbeddings, Videos,
+};
 pub use error::{Error, ErrorKind, Result};
-pub use ingest::{IngestOptions, OutputConfig, Progress};
-pub use media::{MediaInfo, MediaType};
-pub use segment::{AudioSegmentation, SegmentationConfig, VideoSegmentation};
-pub use store::{Index, Media, Page, PageRequest, Segment, SegmentKind, Space, Status};
-pub use vectors::{EngineOptions, ModelChoice};
+pub use ids::{IndexId, JobId, SegmentId, VideoId};
+pub use ml::{ModelChoice, DEFAULT_ASR_MODEL, DEFAULT_TEXT_MODEL, DEFAULT_VISUAL_MODEL};
+pub use pipeline::{IngestOptions, OutputConfig};
+pub use search::{
+    ImageInput, ImageSearch, Modality, ModalityMatch, MultimodalSearch, ScoreKind, SearchHit, SearchResponse,
+    TextSearch, DEFAULT_TOP_K, MAX_QUERY_CHARS, MAX_TOP_K, RRF_K,
+};
+pub use segment::{AudioSegmentation, PauseConfig, SegmentationConfig, ShotConfig, SmartConfig, VideoSegmentation};
+pub use store::AnnConfig;
+pub use types::{
+    AudioInfo, Event, EventType, Index, Job, JobKind, JobProgress, JobStage, JobStatus, Media, MediaInfo, MediaType,
+    ModelRef, Page, PageRequest, Phrase, Scope, Segment, SegmentKind, Space, Status, VideoInfo, DEFAULT_PAGE_LIMIT,
+    MAX_PAGE_LIMIT,
+};
+
+/// Not API: the engine's inner stages, for the crate's own benches, examples and model-parity
+/// tests. No stability promise of any kind.
+#[doc(hidden)]
+pub mod internals {
+    pub mod media {
+        pub use crate::media::*;
+    }
+    pub mod ml {
+        pub use crate::ml::*;
+    }
+    pub mod segment {
+        pub use crate::segment::*;
+    }
+    pub mod ann {
+        pub use crate::store::sqlite::ann::{AnnConfig, AnnIndex};
+    }
+    pub use crate::pipeline::analyse::{Analysis, ANALYSIS_SIZE};
+    use crate::pipeline::analyse::analyse;
+
+    use crate::{Engine, Result};
+
+    /// Analyse a file with nobody to cancel it.
+    pub fn analyse_file(path: &std::path::Path, shots: &crate::ShotConfig) -> Result<Analysis> {
+        analyse(path, shots, &crate::jobs::JobContext::detached())
+    }
+
+    /// The sentence encoder's model reference (loading it).
+    pub fn text_model_ref(engine: &Engine) -> Result<Option<crate::ModelRef>> {
+        Ok(engine.core().models.text()?.map(|m| m.model_ref().clone()))
+    }
+
+    /// Fill the playground with `vectors.len()` synthetic one-second segments, `per_media` per
+    /// media item, each with its vector in `space` (for benches of search at scale).
+    pub fn seed_playground(
+        engine: &Engine,
+        vectors: &[Vec<f32>],
+        per_media: usize,
+        model: &crate::ModelRef,
+        space: crate::Space,
+    ) -> Result<()> {
+        use crate::store::{Completed, NewMedia, NewSegment, NewVector};
+        let stores = engine.stores();
+        let info = crate::MediaInfo {
+            media_type: crate::MediaType::Video,
+            container: "synthetic".into(),
+            duration: None,
+            video: None,
+            audio: None,
+        };
+        for (m, chunk) in vectors.chunks(per_media).enumerate() {
+            let hash = format!("synthetic-{m}-{}", crate::ids::new("h"));
+            let media = stores.catalog.insert_media(&NewMedia {
+                scope: &crate::Scope::Playground,
+                title: "synthetic",
+                source_path: "synthetic",
+                content_hash: &hash,
+                size_bytes: 1,
+                idempotency_key: None,
+                request_json: "{}",
+            })?;
+            let segments: Vec<NewSegment> = (0..chunk.len() as i64)
+                .map(|i| NewSegment {
+                    segment_id: crate::SegmentId::generate(),
+                    kind: crate::SegmentKind::Video,
+                    start_us: i * 1_000_000,
+                    end_us: (i + 1) * 1_000_000,
+                    segmentation_type: "fixed".into(),
+                    keyframe_us: None,
+                    keyframe_frame: None,
+                    thumbnail_path: None,
+                })
+                .collect();
+            stores.catalog.complete_media(
+                &media.video_id,
+                &Completed {
+                    info: &info,
+                    duration_us: chunk.len() as i64 * 1_000_000,
+                    segmentation_json: "{}",
+                    gif_path: None,
+                    warnings: &[],
+                    segments: &segments,
+                },
+            )?;
+            let rows: Vec<NewVector<'_>> = segments
+                .iter()
+                .zip(chunk)
+                .map(|(s, v)| NewVector { segment_id: &s.segment_id, vector: v, source_text: Some("synthetic") })
+                .collect();
+            stores.vectors.upsert(&crate::Scope::Playground, space, model, &rows)?;
+        }
+        stores.vectors.flush()
+    }
+}

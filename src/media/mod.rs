@@ -4,15 +4,19 @@
 //! 16 kHz mono PCM from [`decode`], and still images from [`load_image`].
 
 mod decode;
+mod image;
 mod probe;
 
 pub use decode::{decode, DecodeOptions, Flow, FrameSink, VideoFrame, ANALYSIS_SAMPLE_RATE};
-pub use probe::{probe, AudioInfo, MediaInfo, MediaType, VideoInfo};
+pub use self::image::{flatten_alpha, load_image};
+pub(crate) use self::image::{decode_image_bytes, encode_gif, encode_jpeg, resize_within, rotate};
+pub use probe::probe;
+pub use crate::types::{AudioInfo, MediaInfo, MediaType, VideoInfo};
 
 use std::path::Path;
 use std::sync::Once;
 
-use crate::error::{Error, Result};
+
 
 /// Initialise FFmpeg once per process and keep its own logging quiet: errors reach users through
 /// [`Error`] values that name the file, not through FFmpeg's stderr.
@@ -26,23 +30,13 @@ pub(crate) fn init() {
 
 /// Whether the file is a still image (PNG or JPEG) by its magic bytes, whatever its extension.
 pub fn is_still_image(path: &Path) -> bool {
-    let Ok(reader) = image::ImageReader::open(path) else {
+    let Ok(reader) = ::image::ImageReader::open(path) else {
         return false;
     };
     let Ok(reader) = reader.with_guessed_format() else {
         return false;
     };
-    matches!(reader.format(), Some(image::ImageFormat::Png | image::ImageFormat::Jpeg))
-}
-
-/// Load a still image as 8-bit RGB.
-pub fn load_image(path: &Path) -> Result<image::RgbImage> {
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
-    let img = reader.decode().map_err(|e| Error::media(path, format!("cannot decode image: {e}")))?;
-    Ok(img.to_rgb8())
+    matches!(reader.format(), Some(::image::ImageFormat::Png | ::image::ImageFormat::Jpeg))
 }
 
 /// Size that fits `(width, height)` inside `max_side` on its longer side, keeping the aspect ratio,

@@ -3,70 +3,9 @@
 use std::path::Path;
 
 use ffmpeg_next as ff;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-
-/// What kind of media a file is. Serialised as the API's `media_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MediaType {
-    Video,
-    Audio,
-    Image,
-}
-
-impl MediaType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MediaType::Video => "video",
-            MediaType::Audio => "audio",
-            MediaType::Image => "image",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        match s {
-            "video" => Some(MediaType::Video),
-            "audio" => Some(MediaType::Audio),
-            "image" => Some(MediaType::Image),
-            _ => None,
-        }
-    }
-}
-
-/// The facts a probe reads off a media file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MediaInfo {
-    pub media_type: MediaType,
-    /// Container format as FFmpeg names it (`mov,mp4,m4a,3gp,3g2,mj2`, `wav`, `png`, ...).
-    pub container: String,
-    /// Duration in seconds from the container, when it declares one. The exact duration used for
-    /// segmentation comes from decoding (see [`crate::segment`]).
-    pub duration: Option<f64>,
-    pub video: Option<VideoInfo>,
-    pub audio: Option<AudioInfo>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VideoInfo {
-    pub codec: String,
-    pub width: u32,
-    pub height: u32,
-    /// Average frame rate in frames per second (0 when the container does not say).
-    pub frame_rate: f64,
-    /// Frame count declared by the container, if any.
-    pub frame_count: Option<u64>,
-    /// Clockwise rotation in degrees (0, 90, 180 or 270) that displays the picture upright.
-    pub rotation: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AudioInfo {
-    pub codec: String,
-    pub channels: u16,
-    pub sample_rate: u32,
-}
+use crate::types::{AudioInfo, MediaInfo, MediaType, VideoInfo};
 
 /// Probe `path`. Empty, truncated, corrupt and non-media files give [`Error::Media`] naming the file.
 pub fn probe(path: &Path) -> Result<MediaInfo> {

@@ -20,12 +20,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-mod resource;
-
-pub use resource::Search;
+pub(crate) mod query;
 
 use crate::error::{Error, Result};
-use crate::store::HitRow;
+use crate::ids::{SegmentId, VideoId};
+use crate::store::VectorHit as HitRow;
 
 /// `top_k` when none is given.
 pub const DEFAULT_TOP_K: usize = 10;
@@ -39,13 +38,15 @@ pub const RRF_K: f32 = 60.0;
 /// An image given to a search: a file, or the encoded bytes (the API's `image_data`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ImageInput {
     Path(PathBuf),
     Bytes(Vec<u8>),
 }
 
-/// `POST /indexes/{index_id}/search`.
+/// `POST /indexes/{index_id}/search`: `TextSearch::new("query").top_k(5)`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TextSearch {
     pub query: String,
     /// Results to return, 1 to [`MAX_TOP_K`]. Default [`DEFAULT_TOP_K`].
@@ -55,8 +56,9 @@ pub struct TextSearch {
     pub run_ids: Vec<String>,
 }
 
-/// `POST /indexes/{index_id}/image-search`.
+/// `POST /indexes/{index_id}/image-search`: `ImageSearch::new(ImageInput::Path(..)).top_k(5)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ImageSearch {
     pub image_data: ImageInput,
     pub top_k: Option<usize>,
@@ -64,8 +66,10 @@ pub struct ImageSearch {
     pub run_ids: Vec<String>,
 }
 
-/// `POST /indexes/{index_id}/multimodal-search`.
+/// `POST /indexes/{index_id}/multimodal-search`:
+/// `MultimodalSearch::new().text("..").image(ImageInput::Path(..)).weights(0.7, 0.3)`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MultimodalSearch {
     pub text_query: Option<String>,
     pub image_data: Option<ImageInput>,
@@ -78,22 +82,128 @@ pub struct MultimodalSearch {
     pub run_ids: Vec<String>,
 }
 
+impl TextSearch {
+    pub fn new(query: impl Into<String>) -> Self {
+        TextSearch { query: query.into(), ..Default::default() }
+    }
+
+    pub fn top_k(mut self, top_k: usize) -> Self {
+        self.top_k = Some(top_k);
+        self
+    }
+
+    pub fn run_ids(mut self, run_ids: Vec<String>) -> Self {
+        self.run_ids = run_ids;
+        self
+    }
+}
+
+impl ImageSearch {
+    pub fn new(image: ImageInput) -> Self {
+        ImageSearch { image_data: image, top_k: None, run_ids: Vec::new() }
+    }
+
+    pub fn top_k(mut self, top_k: usize) -> Self {
+        self.top_k = Some(top_k);
+        self
+    }
+
+    pub fn run_ids(mut self, run_ids: Vec<String>) -> Self {
+        self.run_ids = run_ids;
+        self
+    }
+}
+
+impl MultimodalSearch {
+    pub fn new() -> Self {
+        MultimodalSearch::default()
+    }
+
+    pub fn text(mut self, text: impl Into<String>) -> Self {
+        self.text_query = Some(text.into());
+        self
+    }
+
+    pub fn image(mut self, image: ImageInput) -> Self {
+        self.image_data = Some(image);
+        self
+    }
+
+    pub fn weights(mut self, text_weight: f32, image_weight: f32) -> Self {
+        self.text_weight = Some(text_weight);
+        self.image_weight = Some(image_weight);
+        self
+    }
+
+    pub fn top_k(mut self, top_k: usize) -> Self {
+        self.top_k = Some(top_k);
+        self
+    }
+
+    pub fn run_ids(mut self, run_ids: Vec<String>) -> Self {
+        self.run_ids = run_ids;
+        self
+    }
+}
+
 /// How `score` was computed (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ScoreKind {
     Cosine,
     Rrf,
     WeightedCosine,
-    /// Keyword search: SQLite FTS5's BM25, negated so that higher is better.
+    /// Keyword search: the store's full-text relevance, higher is better (BM25 in the embedded
+    /// store).
     Bm25,
+}
+
+/// Which part of a segment matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Modality {
+    /// The keyframe, by a text query (CLIP's text tower).
+    Visual,
+    /// What was said (sentence encoder).
+    Transcript,
+    /// Prompt-run metadata (sentence encoder).
+    Metadata,
+    /// Multimodal search: the text part, in the visual space.
+    Text,
+    /// Image and multimodal search: the image part, in the visual space.
+    Image,
+    /// Keyword search over transcripts.
+    Keyword,
+}
+
+impl Modality {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Modality::Visual => "visual",
+            Modality::Transcript => "transcript",
+            Modality::Metadata => "metadata",
+            Modality::Text => "text",
+            Modality::Image => "image",
+            Modality::Keyword => "keyword",
+        }
+    }
+
+    pub(crate) fn of_space(space: crate::types::Space) -> Self {
+        match space {
+            crate::types::Space::Transcript => Modality::Transcript,
+            crate::types::Space::Metadata => Modality::Metadata,
+            _ => Modality::Visual,
+        }
+    }
 }
 
 /// How one modality matched a hit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ModalityMatch {
-    /// `visual`, `transcript` or `metadata`; for multimodal search `text` or `image` (both in the visual space).
-    pub modality: String,
+    pub modality: Modality,
     /// The modality's own similarity: the cosine for vector spaces, the BM25 score (higher is
     /// better) for `keyword`.
     pub score: f32,
@@ -103,29 +213,32 @@ pub struct ModalityMatch {
 
 /// One search result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SearchHit {
-    pub segment_id: String,
-    pub video_id: String,
+    pub segment_id: SegmentId,
+    pub video_id: VideoId,
     /// Seconds.
     pub start: f64,
     pub end: f64,
     pub score: f32,
     pub thumbnail_path: Option<String>,
     /// The modality that contributed most to the score.
-    pub modality: String,
+    pub modality: Modality,
     pub matches: Vec<ModalityMatch>,
     /// The text that matched, for transcript and metadata hits.
     pub snippet: Option<String>,
 }
 
+/// Ranked results and how their scores were computed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SearchResponse {
     pub results: Vec<SearchHit>,
     pub score_kind: ScoreKind,
 }
 
 /// Validate `top_k`.
-pub fn top_k(value: Option<usize>) -> Result<usize> {
+pub(crate) fn top_k(value: Option<usize>) -> Result<usize> {
     match value.unwrap_or(DEFAULT_TOP_K) {
         0 => Err(Error::invalid("top_k", "must be at least 1")),
         k if k > MAX_TOP_K => Err(Error::invalid("top_k", format!("must be at most {MAX_TOP_K}, got {k}"))),
@@ -134,7 +247,7 @@ pub fn top_k(value: Option<usize>) -> Result<usize> {
 }
 
 /// Validate a query text: non-empty after trimming, at most [`MAX_QUERY_CHARS`].
-pub fn query_text<'a>(field: &str, text: &'a str) -> Result<&'a str> {
+pub(crate) fn query_text<'a>(field: &str, text: &'a str) -> Result<&'a str> {
     let t = text.trim();
     if t.is_empty() {
         return Err(Error::invalid(field, "must not be empty"));
@@ -146,7 +259,7 @@ pub fn query_text<'a>(field: &str, text: &'a str) -> Result<&'a str> {
 }
 
 /// Validate multimodal weights: finite, non-negative, not both zero.
-pub fn weights(text: Option<f32>, image: Option<f32>) -> Result<(f32, f32)> {
+pub(crate) fn weights(text: Option<f32>, image: Option<f32>) -> Result<(f32, f32)> {
     let (t, i) = (text.unwrap_or(0.5), image.unwrap_or(0.5));
     for (field, w) in [("text_weight", t), ("image_weight", i)] {
         if !w.is_finite() || w < 0.0 {
@@ -160,28 +273,12 @@ pub fn weights(text: Option<f32>, image: Option<f32>) -> Result<(f32, f32)> {
 }
 
 /// Decode a query image (alpha composited onto white, as the reference processor does).
-pub fn decode_image(input: &ImageInput) -> Result<image::RgbImage> {
+pub(crate) fn decode_image(input: &ImageInput) -> Result<image::RgbImage> {
     let (bytes, name) = match input {
         ImageInput::Path(p) => (std::fs::read(p).map_err(|e| Error::io(p, e))?, p.display().to_string()),
         ImageInput::Bytes(b) => (b.clone(), "image_data".to_string()),
     };
-    let img = image::load_from_memory(&bytes)
-        .map_err(|e| Error::invalid("image_data", format!("cannot decode {name} as an image: {e}")))?;
-    Ok(flatten_alpha(img))
-}
-
-/// RGB with any alpha composited onto white.
-pub fn flatten_alpha(img: image::DynamicImage) -> image::RgbImage {
-    if !img.color().has_alpha() {
-        return img.to_rgb8();
-    }
-    let rgba = img.to_rgba8();
-    image::RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
-        let p = rgba.get_pixel(x, y).0;
-        let a = u32::from(p[3]);
-        let mix = |c: u8| ((u32::from(c) * a + 255 * (255 - a) + 127) / 255) as u8;
-        image::Rgb([mix(p[0]), mix(p[1]), mix(p[2])])
-    })
+    crate::media::decode_image_bytes(&bytes, &name).map_err(|m| Error::invalid("image_data", m))
 }
 
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -190,17 +287,17 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Candidates of one modality: catalog rows with the exact cosine to the query, best first.
 pub(crate) struct Ranked {
-    pub modality: String,
+    pub modality: Modality,
     pub hits: Vec<(HitRow, f32)>,
 }
 
 impl Ranked {
     /// Rank rows by exact cosine to `query` (the ANN order is only a candidate list).
-    pub fn new(modality: impl Into<String>, rows: Vec<HitRow>, query: &[f32]) -> Self {
+    pub fn new(modality: Modality, rows: Vec<HitRow>, query: &[f32]) -> Self {
         let mut hits: Vec<(HitRow, f32)> =
             rows.into_iter().map(|r| (dot(&r.vector, query), r)).map(|(c, r)| (r, c)).collect();
         hits.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| tie(&a.0, &b.0)));
-        Ranked { modality: modality.into(), hits }
+        Ranked { modality, hits }
     }
 }
 
@@ -208,12 +305,12 @@ fn tie(a: &HitRow, b: &HitRow) -> std::cmp::Ordering {
     a.video_id.cmp(&b.video_id).then(a.start_us.cmp(&b.start_us)).then(a.segment_id.cmp(&b.segment_id))
 }
 
-/// Fuse ranked candidate lists into `top_k` hits. One list: scores are its cosines. Several
-/// lists: reciprocal rank fusion. `weights` (multimodal): weighted sum of cosines, where a
-/// candidate missing from a list gets its exact cosine from `exact`.
 /// Query vectors with their weights, for multimodal scores.
 pub(crate) type WeightedQueries<'a> = [(&'a [f32], f32)];
 
+/// Fuse ranked candidate lists into `top_k` hits. One list: scores are its cosines. Several
+/// lists: reciprocal rank fusion. `weighted` (multimodal): the weighted sum of each candidate's
+/// exact cosines to the query vectors, whichever list found it.
 pub(crate) fn fuse(lists: Vec<Ranked>, top_k: usize, weighted: Option<&WeightedQueries<'_>>) -> SearchResponse {
     struct Acc {
         row: HitRow,
@@ -225,7 +322,7 @@ pub(crate) fn fuse(lists: Vec<Ranked>, top_k: usize, weighted: Option<&WeightedQ
         (false, 0 | 1) => ScoreKind::Cosine,
         (false, _) => ScoreKind::Rrf,
     };
-    let mut acc: BTreeMap<String, Acc> = BTreeMap::new();
+    let mut acc: BTreeMap<SegmentId, Acc> = BTreeMap::new();
     for list in &lists {
         for (rank, (row, cosine)) in list.hits.iter().enumerate() {
             let e = acc.entry(row.segment_id.clone()).or_insert_with(|| Acc {
@@ -233,7 +330,7 @@ pub(crate) fn fuse(lists: Vec<Ranked>, top_k: usize, weighted: Option<&WeightedQ
                 score: 0.0,
                 matches: Vec::new(),
             });
-            e.matches.push(ModalityMatch { modality: list.modality.clone(), score: *cosine, rank: rank + 1 });
+            e.matches.push(ModalityMatch { modality: list.modality, score: *cosine, rank: rank + 1 });
             match kind {
                 ScoreKind::Cosine => e.score = *cosine,
                 ScoreKind::Rrf => e.score += 1.0 / (RRF_K + (rank + 1) as f32),
@@ -256,13 +353,12 @@ pub(crate) fn fuse(lists: Vec<Ranked>, top_k: usize, weighted: Option<&WeightedQ
                 .matches
                 .iter()
                 .max_by(|x, y| x.score.total_cmp(&y.score))
-                .map(|m| m.modality.clone())
-                .unwrap_or_default();
+                .map_or(Modality::Visual, |m| m.modality);
             SearchHit {
                 segment_id: a.row.segment_id,
                 video_id: a.row.video_id,
-                start: crate::segment::us_to_secs(a.row.start_us),
-                end: crate::segment::us_to_secs(a.row.end_us),
+                start: crate::types::us_to_secs(a.row.start_us),
+                end: crate::types::us_to_secs(a.row.end_us),
                 score: a.score,
                 thumbnail_path: a.row.thumbnail_path,
                 modality: best,
@@ -285,7 +381,6 @@ mod tests {
 
     fn row(id: &str, v: Vec<f32>) -> HitRow {
         HitRow {
-            vector_id: 0,
             segment_id: id.into(),
             video_id: "vid".into(),
             run_id: None,
@@ -301,14 +396,14 @@ mod tests {
     fn rrf_rewards_agreement_between_spaces() {
         let q = [1.0f32, 0.0];
         let a = Ranked::new(
-            "visual",
+            Modality::Visual,
             vec![row("s1", vec![1.0, 0.0]), row("s2", vec![0.9, 0.1]), row("s3", vec![0.1, 0.9])],
             &q,
         );
-        let b = Ranked::new("transcript", vec![row("s2", vec![1.0, 0.0]), row("s3", vec![0.5, 0.5])], &q);
+        let b = Ranked::new(Modality::Transcript, vec![row("s2", vec![1.0, 0.0]), row("s3", vec![0.5, 0.5])], &q);
         let r = fuse(vec![a, b], 10, None);
         assert_eq!(r.score_kind, ScoreKind::Rrf);
-        assert_eq!(r.results[0].segment_id, "s2", "second in one space and first in the other beats first in one only");
+        assert_eq!(r.results[0].segment_id.as_str(), "s2", "second in one space and first in the other beats first in one only");
         assert_eq!(r.results[0].matches.len(), 2);
         assert!((r.results[0].score - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-6);
     }
@@ -316,7 +411,7 @@ mod tests {
     #[test]
     fn ties_are_broken_by_segment_id_and_single_lists_report_cosines() {
         let q = [1.0f32, 0.0];
-        let a = Ranked::new("visual", vec![row("b", vec![0.5, 0.5]), row("a", vec![0.5, 0.5])], &q);
+        let a = Ranked::new(Modality::Visual, vec![row("b", vec![0.5, 0.5]), row("a", vec![0.5, 0.5])], &q);
         let r = fuse(vec![a], 1, None);
         assert_eq!((r.score_kind, r.results.len(), r.results[0].segment_id.as_str()), (ScoreKind::Cosine, 1, "a"));
         assert!((r.results[0].score - 0.5).abs() < 1e-6);
@@ -336,9 +431,4 @@ mod tests {
         assert!(err.to_string().contains("image_data"), "{err}");
     }
 
-    #[test]
-    fn transparent_pixels_become_white() {
-        let img = image::DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(2, 2, image::Rgba([0, 0, 0, 0])));
-        assert_eq!(flatten_alpha(img).get_pixel(0, 0).0, [255, 255, 255]);
-    }
 }

@@ -167,12 +167,4 @@ impl SegmentationConfig {
     }
 }
 
-/// Seconds to microseconds, rounded.
-pub fn secs_to_us(secs: f64) -> i64 {
-    (secs * 1e6).round() as i64
-}
-
-/// Microseconds to seconds, for reporting `start` / `end`.
-pub fn us_to_secs(us: i64) -> f64 {
-    us as f64 / 1e6
-}
+pub use crate::types::{secs_to_us, us_to_secs};

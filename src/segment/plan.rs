@@ -202,7 +202,7 @@ impl<'a> QuietFinder<'a> {
 /// Check the segment invariant: spans tile `[0, duration_us]` in order, without gaps or overlaps,
 /// each non-empty. Media of zero duration (a still image) has exactly one span `[0, 0]`.
 pub fn validate_tiling(spans: &[Span], duration_us: i64) -> Result<()> {
-    let fail = |msg: String| Err(Error::invalid("segments", msg));
+    let fail = |msg: String| Err(Error::Internal(format!("segments do not tile the timeline: {msg}")));
     if duration_us == 0 {
         return if spans == [Span::new(0, 0)] {
             Ok(())

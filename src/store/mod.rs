@@ -1,161 +1,296 @@
-//! Storage: the SQLite catalog ([`Catalog`]) and the files beside it ([`Layout`]: thumbnails, previews).
+//! Storage: what the engine needs kept, as traits (catalog reads and writes, vectors with ANN
+//! search, jobs, the event log, blobs), and the embedded backend that implements them (SQLite +
+//! usearch + files in one data folder).
 //!
-//! The store knows nothing about video: it keeps records and files that the pipeline hands it.
+//! Above these traits nothing assumes SQLite: no rowids (cursors are opaque strings), no PRAGMA,
+//! no FTS5 (keyword scores are "higher is better"), no ANN files (a server database keeps its
+//! vector index inside). The records are `crate::types`; this module imports nothing from
+//! `media`, `segment`, `ml` or `pipeline`.
 
-pub mod ann;
-mod catalog;
-mod layout;
-pub mod transcripts;
-pub mod vectors;
+mod blobs;
+#[cfg(test)]
+mod conformance;
+pub(crate) mod sqlite;
 
-pub use catalog::{Catalog, Completed, MediaScope, NewMedia, NewSegment};
-pub(crate) use layout::write_atomic;
-pub use layout::Layout;
-pub use transcripts::{KeywordHit, NewPhrase, StoredPhrase};
-pub use vectors::{Fingerprint, HitRow, NewVector, Space};
+use std::collections::HashSet;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+pub(crate) use blobs::{BlobKey, BlobStore, LocalBlobs};
+pub(crate) use sqlite::SqliteStore;
 
-use crate::media::{MediaInfo, MediaType};
+use crate::error::Result;
+use crate::ids::{IndexId, JobId, SegmentId, VideoId};
+use crate::types::{
+    Event, Index, Job, JobProgress, JobRequest, JobStatus, Media, MediaInfo, ModelRef, NewEvent, Page, PageRequest,
+    Phrase, Scope, Segment, SegmentKind, Space,
+};
 
-/// A named collection of media, the boundary for search (`idx_...`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Index {
-    pub index_id: String,
-    pub name: String,
-    pub created_at: String,
-    /// Media items in the index, whatever their status.
-    pub video_count: u64,
+/// Which media a listing covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MediaFilter<'a> {
+    All,
+    Scope(&'a Scope),
 }
 
-/// Processing status of a media item, as the API names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pending,
-    Processing,
-    Completed,
-    Failed,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Processing => "processing",
-            Status::Completed => "completed",
-            Status::Failed => "failed",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        match s {
-            "pending" => Some(Status::Pending),
-            "processing" => Some(Status::Processing),
-            "completed" => Some(Status::Completed),
-            "failed" => Some(Status::Failed),
-            _ => None,
-        }
-    }
-}
-
-/// An ingested file (`vid_...`). Playground media has no `index_id`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Media {
-    pub video_id: String,
-    pub index_id: Option<String>,
-    pub title: String,
-    pub source_path: String,
-    /// SHA-256 of the file's bytes, hex.
-    pub content_hash: String,
+/// A media row to insert before processing starts (status `pending`).
+#[derive(Debug, Clone)]
+pub(crate) struct NewMedia<'a> {
+    pub scope: &'a Scope,
+    pub title: &'a str,
+    pub source_path: &'a str,
+    pub content_hash: &'a str,
     pub size_bytes: u64,
-    /// Known once probed.
-    pub media_type: Option<MediaType>,
-    pub status: Status,
-    /// Why processing failed, naming the file.
-    pub error: Option<String>,
-    /// Seconds; the exact timeline length that segments tile (0 for images).
-    pub duration: Option<f64>,
-    pub metadata: Option<MediaInfo>,
-    /// Path of the preview GIF (the API's `/videos/{id}/gif`), for video.
-    pub gif_path: Option<String>,
-    pub idempotency_key: Option<String>,
-    /// Problems that did not stop the ingest, such as packets that could not be decoded.
-    pub warnings: Vec<String>,
-    pub created_at: String,
-    pub updated_at: String,
+    pub idempotency_key: Option<&'a str>,
+    /// The ingest request, as JSON, kept so that a resume uses the caller's options.
+    pub request_json: &'a str,
 }
 
-/// Whether a segment cuts the picture timeline or the sound timeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SegmentKind {
-    Video,
-    Audio,
+/// What a finished ingest stores in one transaction.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Completed<'a> {
+    pub info: &'a MediaInfo,
+    pub duration_us: i64,
+    /// The segmentation settings used, as JSON.
+    pub segmentation_json: &'a str,
+    pub gif_path: Option<&'a str>,
+    /// Problems that did not stop the ingest (for example packets that failed to decode).
+    pub warnings: &'a [String],
+    pub segments: &'a [NewSegment],
 }
 
-impl SegmentKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SegmentKind::Video => "video",
-            SegmentKind::Audio => "audio",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        match s {
-            "video" => Some(SegmentKind::Video),
-            "audio" => Some(SegmentKind::Audio),
-            _ => None,
-        }
-    }
-}
-
-/// A time span of one media item (`seg_...`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Segment {
-    pub segment_id: String,
-    pub video_id: String,
-    /// The prompt run that produced this segmentation; `None` for the ingest segmentation.
-    pub run_id: Option<String>,
+/// A segment as the pipeline made it, with its id.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NewSegment {
+    pub segment_id: SegmentId,
     pub kind: SegmentKind,
-    /// Position in the media's timeline, from 0.
-    pub index: u32,
-    /// Seconds from the start of the media.
-    pub start: f64,
-    pub end: f64,
-    /// Exact bounds in microseconds: `end_us` of one segment is `start_us` of the next.
     pub start_us: i64,
     pub end_us: i64,
-    /// `smart`, `fixed` or `content_aware`.
     pub segmentation_type: String,
-    /// Time of the representative frame (video segments).
-    pub keyframe_time: Option<f64>,
-    /// Index of that frame in decode order.
+    pub keyframe_us: Option<i64>,
     pub keyframe_frame: Option<u64>,
-    /// JPEG of the keyframe on disk (video segments).
     pub thumbnail_path: Option<String>,
 }
 
-/// One page of a cursor-paginated listing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Page<T> {
-    pub data: Vec<T>,
-    /// Pass as `cursor` to get the next page; `None` on the last page.
-    pub next_cursor: Option<String>,
-    pub has_more: bool,
+/// A phrase to store, in microseconds from the start of the media.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NewPhrase {
+    /// The audio segment it was heard in.
+    pub window_segment_id: Option<SegmentId>,
+    pub start_us: i64,
+    pub end_us: i64,
+    pub text: String,
+    pub language: Option<String>,
 }
 
-/// `limit` and `cursor` of a listing request.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PageRequest {
-    /// Items per page, 1 to [`MAX_PAGE_LIMIT`]. Default 50.
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
+/// A keyword hit: a phrase and its relevance (higher is better; the backend's own scale).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct KeywordHit {
+    pub video_id: VideoId,
+    pub start_us: i64,
+    pub end_us: i64,
+    pub text: String,
+    pub score: f64,
 }
 
-/// Largest `limit` a listing accepts.
-pub const MAX_PAGE_LIMIT: u32 = 1000;
-/// `limit` when none is given.
-pub const DEFAULT_PAGE_LIMIT: u32 = 50;
+/// A segment whose keyframe has no vector yet in a space.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PendingThumbnail {
+    pub scope: Scope,
+    pub segment_id: SegmentId,
+    pub thumbnail: String,
+}
+
+/// A vector to store for a segment.
+#[derive(Debug, Clone)]
+pub(crate) struct NewVector<'a> {
+    pub segment_id: &'a SegmentId,
+    pub vector: &'a [f32],
+    /// The text that was embedded (transcript and metadata spaces).
+    pub source_text: Option<&'a str>,
+}
+
+/// A stored vector with what made it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StoredVector {
+    pub segment_id: SegmentId,
+    pub space: Space,
+    pub model: ModelRef,
+    pub vector: Vec<f32>,
+}
+
+/// A search candidate with what a result needs: its segment and its stored vector (for exact
+/// re-scoring).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct VectorHit {
+    pub segment_id: SegmentId,
+    pub video_id: VideoId,
+    pub run_id: Option<String>,
+    pub start_us: i64,
+    pub end_us: i64,
+    pub thumbnail_path: Option<String>,
+    pub vector: Vec<f32>,
+    pub source_text: Option<String>,
+}
+
+/// Which segments a vector search may return: a pre-filter, applied inside the ANN search so
+/// that `k` results come back even when most vectors are filtered out.
+#[derive(Debug, Clone, Copy)]
+#[allow(dead_code)] // `Segments` is what filter search and run_ids will pass
+pub(crate) enum Candidates<'a> {
+    All,
+    Videos(&'a HashSet<VideoId>),
+    Segments(&'a HashSet<SegmentId>),
+}
+
+/// Reads of the catalog: indexes, media, segments, transcripts.
+pub(crate) trait CatalogRead: Send + Sync {
+    /// By id (`idx_...`) or name.
+    fn index(&self, id_or_name: &str) -> Result<Index>;
+    fn indexes(&self) -> Result<Vec<Index>>;
+    fn media(&self, video_id: &str) -> Result<Media>;
+    fn media_by_content(&self, scope: &Scope, content_hash: &str) -> Result<Option<Media>>;
+    fn media_by_idempotency_key(&self, key: &str) -> Result<Option<Media>>;
+    /// The ingest request stored with a media item (`None` for media ingested before requests were kept).
+    fn media_request(&self, video_id: &str) -> Result<Option<String>>;
+    /// Media in ingest order.
+    fn list_media(&self, filter: MediaFilter<'_>, page: &PageRequest) -> Result<Page<Media>>;
+    /// Media left `pending` or `processing`.
+    fn unfinished_media(&self) -> Result<Vec<Media>>;
+    /// Segments of one kind of a media item's ingest segmentation, in timeline order.
+    fn segments(&self, video_id: &str, kind: SegmentKind, page: &PageRequest) -> Result<Page<Segment>>;
+    fn segment(&self, segment_id: &str) -> Result<Segment>;
+    /// The transcript of a media item in time order.
+    fn phrases(&self, video_id: &str) -> Result<Vec<Phrase>>;
+    /// Phrases of media in `scope` holding every word of `query`, best first. Words are words:
+    /// nothing in `query` is query syntax.
+    fn keyword_phrases(&self, scope: &Scope, query: &str, limit: usize) -> Result<Vec<KeywordHit>>;
+    /// Segments of completed media (of one scope, or all) with a thumbnail and no vector in `space`.
+    fn thumbnails_without_vector(&self, scope: Option<&Scope>, space: Space) -> Result<Vec<PendingThumbnail>>;
+    /// The backend's own consistency check.
+    fn check(&self) -> Result<()>;
+}
+
+/// Writes of the catalog. Each method is atomic, and each state change of a media item appends
+/// its event in the same transaction.
+pub(crate) trait CatalogWrite: CatalogRead {
+    /// A name in use is a conflict unless the same idempotency key created it.
+    fn create_index(&self, name: &str, idempotency_key: Option<&str>) -> Result<Index>;
+    /// Delete an index with its media and segments; returns the media removed.
+    fn delete_index(&self, index_id: &IndexId) -> Result<Vec<VideoId>>;
+    /// Insert a media row in `pending` state (`media.created`).
+    fn insert_media(&self, new: &NewMedia<'_>) -> Result<Media>;
+    /// Mark a media item `processing` from `source_path`, dropping any earlier segmentation
+    /// (`media.processing.started`).
+    fn start_media(&self, video_id: &str, source_path: &str) -> Result<()>;
+    /// Store the segments and mark the media `completed`, atomically (`media.processing.completed`).
+    fn complete_media(&self, video_id: &str, done: &Completed<'_>) -> Result<()>;
+    /// Record why a media item failed; its segments are dropped (`media.processing.failed`).
+    fn fail_media(&self, video_id: &str, error: &str) -> Result<()>;
+    /// Put a media item back to `pending` (a shutdown stopped it), dropping its segments.
+    fn reset_media(&self, video_id: &str) -> Result<()>;
+    /// Delete a media item and its segments and transcript (`media.deleted`).
+    fn delete_media(&self, video_id: &str) -> Result<()>;
+    /// Add problems found after completion (a keyframe that could not be embedded, say).
+    fn add_media_warnings(&self, video_id: &str, warnings: &[String]) -> Result<()>;
+    /// Replace the transcript of a media item.
+    fn set_phrases(&self, video_id: &str, model: &ModelRef, phrases: &[NewPhrase]) -> Result<()>;
+}
+
+/// Vectors per (scope, space) with approximate nearest-neighbour search. The rows are the truth;
+/// any index over them is kept in step, including with writes made by other processes.
+pub(crate) trait VectorStore: Send + Sync {
+    /// The model a scope's space was embedded with, if it holds vectors.
+    fn space_model(&self, scope: &Scope, space: Space) -> Result<Option<ModelRef>>;
+    /// Store (or replace) vectors of segments. Refused (`ModelMismatch`) when the space holds
+    /// vectors of another model.
+    fn upsert(&self, scope: &Scope, space: Space, model: &ModelRef, rows: &[NewVector<'_>]) -> Result<()>;
+    /// Remove every vector of a media item's segments (before the media is deleted).
+    fn remove_media(&self, video_id: &VideoId) -> Result<()>;
+    /// Remove every vector of a scope's space (to re-embed it with another model).
+    fn drop_space(&self, scope: &Scope, space: Space) -> Result<()>;
+    /// The `k` nearest candidates to a unit `query`, best first, among `candidates`.
+    fn search(
+        &self,
+        scope: &Scope,
+        space: Space,
+        query: &[f32],
+        k: usize,
+        candidates: Candidates<'_>,
+    ) -> Result<Vec<VectorHit>>;
+    /// Vectors of one media item, by space, then in timeline order.
+    fn media_vectors(&self, video_id: &str) -> Result<Vec<StoredVector>>;
+    /// Scopes that hold vectors in `space`.
+    fn scopes_with_vectors(&self, space: Space) -> Result<Vec<Scope>>;
+    /// Persist whatever index state is only in memory (a crash before it costs a rebuild).
+    fn flush(&self) -> Result<()>;
+}
+
+/// Job rows: created, claimed by a worker (with a lease the worker renews), finished.
+pub(crate) trait JobStore: Send + Sync {
+    /// A new `pending` job (`job.created`).
+    fn create_job(&self, request: &JobRequest) -> Result<Job>;
+    fn job(&self, job_id: &str) -> Result<Job>;
+    /// Jobs in creation order, optionally of one status.
+    fn list_jobs(&self, status: Option<JobStatus>, page: &PageRequest) -> Result<Page<Job>>;
+    /// The `pending` or `processing` job of a media item, if any.
+    fn active_job_for_media(&self, video_id: &str) -> Result<Option<Job>>;
+    /// Take the oldest `pending` job for `owner` (`processing`, attempts + 1, `job.started`).
+    fn claim_job(&self, owner: &str, lease_ms: i64) -> Result<Option<Job>>;
+    /// Record progress and renew the lease; returns whether a cancel was asked for.
+    fn heartbeat(&self, job_id: &JobId, owner: &str, progress: &JobProgress, lease_ms: i64) -> Result<bool>;
+    /// Record the outcome of a job this owner holds (`job.completed`, `job.failed`, `job.cancelled`).
+    fn finish_job(&self, job_id: &JobId, owner: &str, status: JobStatus, error: Option<&str>) -> Result<()>;
+    /// Give a job back (`pending`) because its worker is shutting down (`job.requeued`).
+    fn release_job(&self, job_id: &JobId, owner: &str) -> Result<()>;
+    /// Cancel: a `pending` job becomes `cancelled` at once; a `processing` one is flagged and
+    /// its worker stops it at its next check.
+    fn cancel_job(&self, job_id: &str) -> Result<Job>;
+    /// Put back to `pending` every `processing` job whose owner is gone: its lease ran out, or
+    /// `is_dead(owner)` says so (`job.requeued`).
+    fn requeue_orphans(&self, is_dead: &dyn Fn(&str) -> bool) -> Result<Vec<JobId>>;
+}
+
+/// The append-only event log.
+pub(crate) trait EventLog: Send + Sync {
+    /// Append an event of its own (state changes of media and jobs append theirs inside their
+    /// own transactions); prompt runs and webhooks will be its first callers.
+    #[cfg_attr(not(test), allow(dead_code))]
+    fn append(&self, event: &NewEvent) -> Result<u64>;
+    /// Events with `event_id > after`, oldest first, at most `limit`.
+    fn events_since(&self, after: u64, limit: usize) -> Result<Vec<Event>>;
+}
+
+/// Everything an engine stores, behind the traits. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Stores {
+    pub catalog: Arc<dyn CatalogWrite>,
+    pub vectors: Arc<dyn VectorStore>,
+    pub jobs: Arc<dyn JobStore>,
+    pub events: Arc<dyn EventLog>,
+    pub blobs: Arc<dyn BlobStore>,
+}
+
+impl Stores {
+    /// The embedded default: SQLite and usearch files and blobs in one data folder.
+    pub fn embedded(root: &std::path::Path, ann: AnnConfig) -> Result<Self> {
+        let blobs = Arc::new(LocalBlobs::create(root)?);
+        let store = Arc::new(SqliteStore::open(&root.join("catalog.sqlite"), &root.join("ann"), ann)?);
+        Ok(Stores { catalog: store.clone(), vectors: store.clone(), jobs: store.clone(), events: store, blobs })
+    }
+}
+
+pub use sqlite::AnnConfig;
+
+/// Every segment of a media item of one kind, in order (all pages).
+pub(crate) fn all_segments(catalog: &dyn CatalogRead, video_id: &str, kind: SegmentKind) -> Result<Vec<Segment>> {
+    let mut out = Vec::new();
+    let mut page = PageRequest::first(crate::types::MAX_PAGE_LIMIT);
+    loop {
+        let p = catalog.segments(video_id, kind, &page)?;
+        out.extend(p.data);
+        match p.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}

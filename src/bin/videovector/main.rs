@@ -7,10 +7,10 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use videovector::search::{ImageInput, ImageSearch, MultimodalSearch, TextSearch};
 use videovector::{
-    ingest, AudioSegmentation, Engine, EngineOptions, IngestOptions, IngestResult, ModelChoice, PageRequest, Progress,
-    SegmentKind, SegmentQuery, Space, Status, VideoSegmentation,
+    tools, AudioSegmentation, Engine, EngineOptions, ImageInput, ImageSearch, IngestOptions, IngestResult, Job,
+    JobStatus, ModelChoice, MultimodalSearch, PageRequest, SegmentKind, SegmentQuery, Space, Status, TextSearch,
+    VideoSegmentation,
 };
 
 #[derive(Parser)]
@@ -77,6 +77,18 @@ enum Command {
     /// Raw vectors: per segment of a video, or of a text.
     #[command(subcommand)]
     Embeddings(EmbeddingsCommand),
+    /// Long-running work (ingests): list, show, cancel, wait.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// The event log: every state change of media and jobs, from an event id on.
+    Events {
+        /// Print events after this event id (0: from the start).
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// Keep printing new events as they come (Ctrl-C to stop).
+        #[arg(long)]
+        follow: bool,
+    },
     /// Detect shot boundaries in a file without ingesting it.
     Shots {
         path: PathBuf,
@@ -86,14 +98,42 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Jobs in creation order.
+    List {
+        /// Only jobs with this status: pending, processing, completed, failed, cancelled.
+        #[arg(long, value_parser = parse_job_status)]
+        status: Option<JobStatus>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    Get {
+        job_id: String,
+    },
+    /// Stop a job: a pending one at once, a running one within a second (whichever process runs it).
+    Cancel {
+        job_id: String,
+    },
+    /// Wait for a job to finish; exits non-zero unless it completed.
+    Wait {
+        job_id: String,
+        /// Give up after this many seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+}
+
 #[derive(Args)]
 struct SearchScope {
     /// Index id or name; without it, playground media is searched.
     #[arg(long)]
     index: Option<String>,
-    /// Results to return (1-1000).
-    #[arg(long, default_value_t = 10)]
-    top_k: usize,
+    /// Results to return (1-1000; default 10).
+    #[arg(long)]
+    top_k: Option<usize>,
     /// Only segments of these prompt runs.
     #[arg(long = "run-id")]
     run_ids: Vec<String>,
@@ -125,10 +165,12 @@ enum SearchCommand {
         text: Option<String>,
         #[arg(long)]
         image: Option<PathBuf>,
-        #[arg(long, default_value_t = 0.5)]
-        text_weight: f32,
-        #[arg(long, default_value_t = 0.5)]
-        image_weight: f32,
+        /// Weight of the text's cosine (default 0.5).
+        #[arg(long)]
+        text_weight: Option<f32>,
+        /// Weight of the image's cosine (default 0.5).
+        #[arg(long)]
+        image_weight: Option<f32>,
         #[command(flatten)]
         scope: SearchScope,
     },
@@ -246,10 +288,11 @@ fn parse_audio_seg(s: &str) -> Result<AudioSegmentation, String> {
 }
 
 fn parse_space(s: &str) -> Result<Space, String> {
-    Space::ALL
-        .into_iter()
-        .find(|sp| sp.as_str() == s)
-        .ok_or_else(|| format!("{s:?} is not one of visual, transcript, metadata"))
+    s.parse().map_err(|e: videovector::Error| e.to_string())
+}
+
+fn parse_job_status(s: &str) -> Result<JobStatus, String> {
+    s.parse().map_err(|e: videovector::Error| e.to_string())
 }
 
 fn model_choice(arg: Option<String>) -> ModelChoice {
@@ -261,11 +304,7 @@ fn model_choice(arg: Option<String>) -> ModelChoice {
 }
 
 fn parse_kind(s: &str) -> Result<SegmentKind, String> {
-    match s {
-        "video" => Ok(SegmentKind::Video),
-        "audio" => Ok(SegmentKind::Audio),
-        _ => Err(format!("{s:?} is not one of video, audio")),
-    }
+    s.parse().map_err(|e: videovector::Error| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -289,16 +328,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         return shots(path, *stats, cli.json);
     }
     if let Command::ConvertWhisper { from, to } = &cli.command {
-        videovector::embed::ct2::convert_whisper_folder(from, to)?;
+        tools::convert_whisper_folder(from, to)?;
         eprintln!("wrote an HF Whisper folder to {}", to.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let options = EngineOptions {
-        visual_model: model_choice(cli.visual_model),
-        text_model: model_choice(cli.text_model),
-        asr_model: model_choice(cli.asr_model),
-        ..Default::default()
-    };
+    // Only the commands that process media run workers; the others read, or queue work for an
+    // engine that runs them.
+    let workers = usize::from(matches!(cli.command, Command::Ingest(_) | Command::Resume));
+    let options = EngineOptions::new()
+        .visual_model(model_choice(cli.visual_model))
+        .text_model(model_choice(cli.text_model))
+        .asr_model(model_choice(cli.asr_model))
+        .workers(workers);
     let engine = Engine::open_with(&cli.data_dir, options)
         .with_context(|| format!("cannot open data folder {}", cli.data_dir.display()))?;
     let json = cli.json;
@@ -340,18 +381,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ingest(args) => return ingest_cmd(&engine, args, json),
         Command::Resume => {
             let bar = progress_bar();
-            let results =
-                engine.media().resume(&IngestOptions::default(), &mut |p, prog| show_progress(&bar, p, prog))?;
+            let results = engine.videos().resume(&mut |job| show_progress(&bar, job))?;
             bar.finish_and_clear();
             return report(&results, json);
         }
+        Command::Jobs(cmd) => return jobs_cmd(&engine, cmd, json),
+        Command::Events { since, follow } => return events_cmd(&engine, since, follow),
         Command::Segments(args) => {
-            let mut query = SegmentQuery {
-                kind: args.kind,
-                page: PageRequest { limit: args.limit.or(Some(1000)), cursor: args.cursor },
-            };
+            let mut query = SegmentQuery::new();
+            query.kind = args.kind;
+            query.page.limit = Some(args.limit.unwrap_or(videovector::MAX_PAGE_LIMIT));
+            query.page.cursor = args.cursor;
             loop {
-                let page = engine.media().list_segments(&args.video_id, &query)?;
+                let page = engine.videos().list_segments(&args.video_id, &query)?;
                 if json && args.limit.is_some() {
                     print(&page)?;
                     break;
@@ -382,11 +424,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Media(cmd) => match cmd {
             MediaCommand::List { index, playground, limit, cursor } => {
-                let page = PageRequest { limit, cursor };
+                let mut page = PageRequest::default();
+                page.limit = limit;
+                page.cursor = cursor;
                 let page = match (index, playground) {
                     (Some(i), _) => engine.indexes().list_videos(&i, &page)?,
-                    (None, true) => engine.media().list_playground(&page)?,
-                    (None, false) => engine.media().list(&page)?,
+                    (None, true) => engine.videos().list_playground(&page)?,
+                    (None, false) => engine.videos().list(&page)?,
                 };
                 if json {
                     print(&page)?;
@@ -408,7 +452,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             MediaCommand::Get { video_id } => {
-                let m = engine.media().retrieve(&video_id)?;
+                let m = engine.videos().retrieve(&video_id)?;
                 if json {
                     print(&m)?;
                 } else {
@@ -416,7 +460,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             MediaCommand::Status { video_ids } => {
-                let batch = engine.media().batch_status(&video_ids)?;
+                let batch = engine.videos().batch_status(&video_ids)?;
                 if json {
                     print(&batch)?;
                 } else {
@@ -433,7 +477,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             MediaCommand::Delete { video_id } => {
-                engine.media().delete(&video_id)?;
+                engine.videos().delete(&video_id)?;
                 if json {
                     print(&serde_json::json!({ "deleted": video_id }))?;
                 }
@@ -441,34 +485,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
         },
         Command::Search(cmd) => {
             let response = match cmd {
-                SearchCommand::Text { query, scope } => engine.search().text(
-                    scope.index.as_deref(),
-                    &TextSearch { query, top_k: Some(scope.top_k), run_ids: scope.run_ids },
-                )?,
-                SearchCommand::Keyword { query, scope } => engine.search().keyword(
-                    scope.index.as_deref(),
-                    &TextSearch { query, top_k: Some(scope.top_k), run_ids: scope.run_ids },
-                )?,
-                SearchCommand::Image { path, scope } => engine.search().image(
-                    scope.index.as_deref(),
-                    &ImageSearch {
-                        image_data: ImageInput::Path(path),
-                        top_k: Some(scope.top_k),
-                        run_ids: scope.run_ids,
-                    },
-                )?,
+                SearchCommand::Text { query, scope } => {
+                    let mut req = TextSearch::new(query).run_ids(scope.run_ids);
+                    req.top_k = scope.top_k;
+                    engine.search().text(scope.index.as_deref(), &req)?
+                }
+                SearchCommand::Keyword { query, scope } => {
+                    let mut req = TextSearch::new(query).run_ids(scope.run_ids);
+                    req.top_k = scope.top_k;
+                    engine.search().keyword(scope.index.as_deref(), &req)?
+                }
+                SearchCommand::Image { path, scope } => {
+                    let mut req = ImageSearch::new(ImageInput::Path(path)).run_ids(scope.run_ids);
+                    req.top_k = scope.top_k;
+                    engine.search().image(scope.index.as_deref(), &req)?
+                }
                 SearchCommand::Multimodal { text, image, text_weight, image_weight, scope } => {
-                    engine.search().multimodal(
-                        scope.index.as_deref(),
-                        &MultimodalSearch {
-                            text_query: text,
-                            image_data: image.map(ImageInput::Path),
-                            text_weight: Some(text_weight),
-                            image_weight: Some(image_weight),
-                            top_k: Some(scope.top_k),
-                            run_ids: scope.run_ids,
-                        },
-                    )?
+                    let mut req = MultimodalSearch::new().run_ids(scope.run_ids);
+                    req.text_query = text;
+                    req.image_data = image.map(ImageInput::Path);
+                    req.text_weight = text_weight;
+                    req.image_weight = image_weight;
+                    req.top_k = scope.top_k;
+                    engine.search().multimodal(scope.index.as_deref(), &req)?
                 }
             };
             if json {
@@ -482,14 +521,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         h.video_id,
                         h.start,
                         h.end,
-                        h.modality,
+                        h.modality.as_str(),
                         h.thumbnail_path.as_deref().unwrap_or("-")
                     );
                 }
             }
         }
         Command::Embed { index, reembed } => {
-            let n = engine.embed(index.as_deref(), reembed)?;
+            let n = if reembed {
+                engine.embeddings().reembed(index.as_deref())?
+            } else {
+                engine.embeddings().embed_missing(index.as_deref())?
+            };
             if json {
                 print(&serde_json::json!({ "embedded": n }))?;
             } else {
@@ -501,7 +544,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             EmbeddingsCommand::Text { text, space } => print(&engine.embeddings().text(&text, space)?)?,
         },
         Command::Transcript { video_id } => {
-            let t = engine.transcript(&video_id)?;
+            let t = engine.videos().transcript(&video_id)?;
             if json {
                 print(&t)?;
             } else {
@@ -511,11 +554,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Asr { path } => {
-            let model = engine
-                .asr_model()?
-                .ok_or_else(|| anyhow::anyhow!("no speech model: pass --asr-model or run scripts/fetch_models.sh"))?;
             let started = std::time::Instant::now();
-            let (phrases, audio_secs) = videovector::transcribe::transcribe_file(&path, &model)?;
+            let heard = tools::transcribe_file(&engine, &path)?;
+            let (phrases, audio_secs) = (heard.phrases, heard.audio_seconds);
             let secs = started.elapsed().as_secs_f64();
             if json {
                 print(
@@ -543,19 +584,17 @@ fn ingest_cmd(engine: &Engine, args: IngestArgs, json: bool) -> Result<ExitCode>
         (_, true) => Some(false),
         _ => None,
     };
-    let mut opts = IngestOptions {
-        index: args.index,
-        title: args.title,
-        idempotency_key: args.idempotency_key,
-        enable_transcription,
-        ..Default::default()
-    };
+    let mut opts = IngestOptions::new();
+    opts.index = args.index;
+    opts.title = args.title;
+    opts.idempotency_key = args.idempotency_key;
+    opts.enable_transcription = enable_transcription;
     opts.segmentation.video_segmentation_type = args.segmentation;
     opts.segmentation.video_segment_duration = args.segment_duration;
     opts.segmentation.audio_segmentation_type = args.audio_segmentation;
     opts.segmentation.audio_segment_duration = args.audio_segment_duration;
     let bar = progress_bar();
-    let results = engine.media().ingest_many(&args.paths, &opts, &mut |p, prog| show_progress(&bar, p, prog))?;
+    let results = engine.videos().ingest_many(&args.paths, &opts, &mut |job| show_progress(&bar, job))?;
     bar.finish_and_clear();
     report(&results, json)
 }
@@ -600,23 +639,84 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
-fn show_progress(bar: &ProgressBar, path: &Path, progress: Progress) {
-    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-    match progress {
-        Progress::Analysing(f) => {
-            bar.set_message(format!("analysing {name}"));
-            bar.set_position((f * 1000.0) as u64);
+fn show_progress(bar: &ProgressBar, job: &Job) {
+    let path = job.request.get("path").and_then(|p| p.as_str()).unwrap_or_default();
+    let name = Path::new(path).file_name().map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned());
+    bar.set_message(format!("{} {name}", job.progress.stage));
+    bar.set_position((job.progress.fraction * 1000.0) as u64);
+}
+
+fn jobs_cmd(engine: &Engine, cmd: JobsCommand, json: bool) -> Result<ExitCode> {
+    let show = |job: &Job| -> Result<()> {
+        if json {
+            print(job)
+        } else {
+            println!(
+                "{}\t{}\t{}\t{} {:.0}%\t{}\t{}",
+                job.job_id,
+                job.kind,
+                job.status,
+                job.progress.stage,
+                job.progress.fraction * 100.0,
+                job.video_id.as_deref().unwrap_or("-"),
+                job.error.as_deref().unwrap_or("")
+            );
+            Ok(())
         }
-        Progress::Extracting => bar.set_message(format!("keyframes {name}")),
-        Progress::Embedding => bar.set_message(format!("embedding {name}")),
-        Progress::Transcribing => bar.set_message(format!("transcribing {name}")),
+    };
+    match cmd {
+        JobsCommand::List { status, limit, cursor } => {
+            let mut page = PageRequest::default();
+            page.limit = limit;
+            page.cursor = cursor;
+            let page = engine.jobs().list(status, &page)?;
+            if json {
+                print(&page)?;
+            } else {
+                for j in &page.data {
+                    show(j)?;
+                }
+                if let Some(c) = page.next_cursor {
+                    println!("next_cursor\t{c}");
+                }
+            }
+        }
+        JobsCommand::Get { job_id } => show(&engine.jobs().get(&job_id)?)?,
+        JobsCommand::Cancel { job_id } => show(&engine.jobs().cancel(&job_id)?)?,
+        JobsCommand::Wait { job_id, timeout } => {
+            let timeout = timeout.map(std::time::Duration::from_secs_f64);
+            let job = engine.jobs().wait(&job_id, timeout)?;
+            show(&job)?;
+            if job.status != JobStatus::Completed {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print events as JSON lines (the event log is for machines); `--follow` polls for new ones.
+fn events_cmd(engine: &Engine, since: u64, follow: bool) -> Result<ExitCode> {
+    let mut after = since;
+    loop {
+        let events = engine.events().since(after, 1000)?;
+        for e in &events {
+            print(e)?;
+            after = e.event_id;
+        }
+        if events.is_empty() {
+            if !follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 }
 
 /// `videovector shots PATH`: cuts (and optionally per-frame measurements) with the analysis speed.
 fn shots(path: &Path, stats: bool, json: bool) -> Result<ExitCode> {
     let started = std::time::Instant::now();
-    let analysis = ingest::analyse(path, &Default::default(), &mut |_| {})?;
+    let analysis = tools::detect_shots(path)?;
     let seconds = started.elapsed().as_secs_f64();
     let frames = analysis.frames.len();
     let cuts: Vec<serde_json::Value> = analysis

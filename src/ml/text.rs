@@ -3,7 +3,6 @@
 //! against them.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
 
@@ -33,11 +32,8 @@ impl TextEncoder {
             serde_json::from_str(&std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?)
                 .map_err(|e| model_err(&files.id, format!("{}: {e}", config_path.display())))?;
         let weights = files.dir.join("model.safetensors");
-        // SAFETY: the weights file is memory-mapped read-only; videovector never writes to model
-        // folders, and a file changed underneath a running engine is outside what it supports.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
-            .map_err(|e| model_err(&files.id, e))?;
-        let model = BertModel::load(vb, &config).map_err(|e| model_err(&files.id, e))?;
+        let vb = super::mmap_weights(&files.id, &weights, device)?;
+        let model = BertModel::load(vb, &config).map_err(|e| super::weights_err(&files.id, &weights, e))?;
         let mut tokenizer =
             Tokenizer::from_file(files.dir.join("tokenizer.json")).map_err(|e| model_err(&files.id, e))?;
         tokenizer

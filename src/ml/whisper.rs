@@ -64,7 +64,9 @@ pub struct WindowTranscript {
     pub avg_logprob: f64,
 }
 
-/// A loaded Whisper model with its tokenizer and mel filters.
+/// A loaded Whisper model with its tokenizer and mel filters. Cloning shares the weights (the
+/// tensors are reference-counted): a clone is another decoder over the same memory.
+#[derive(Clone)]
 pub struct WhisperModel {
     model: Whisper,
     tokenizer: Tokenizer,
@@ -105,11 +107,7 @@ impl WhisperModel {
                 serde_json::from_str(&std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?)
                     .map_err(|e| model_err(id, format!("config.json: {e}")))?;
             let weights = files.dir.join("model.safetensors");
-            // SAFETY: the weights file is memory-mapped read-only; videovector never writes to model
-            // folders, and a file changed underneath a running engine is outside what it supports.
-            let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
-                .map_err(|e| model_err(id, e))?;
-            (vb, config)
+            (super::mmap_weights(id, &weights, device)?, config)
         };
         let config: w::Config =
             serde_json::from_value(hf_config.clone()).map_err(|e| model_err(id, format!("config.json: {e}")))?;
@@ -117,7 +115,9 @@ impl WhisperModel {
             .get("begin_suppress_tokens")
             .and_then(|v| serde_json::from_value(v.clone()).ok())
             .unwrap_or_default();
-        let model = Whisper::load(&vb, config.clone()).map_err(|e| model_err(id, e))?;
+        let weights_file = if files.dir.join("model.bin").is_file() { "model.bin" } else { "model.safetensors" };
+        let model =
+            Whisper::load(&vb, config.clone()).map_err(|e| super::weights_err(id, &files.dir.join(weights_file), e))?;
         let tokenizer = Tokenizer::from_file(files.dir.join("tokenizer.json")).map_err(|e| model_err(id, e))?;
         let token = |t: &str| tokenizer.token_to_id(t);
         let need = |t: &str| token(t).ok_or_else(|| model_err(id, format!("tokenizer.json has no {t} token")));

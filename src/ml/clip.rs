@@ -2,8 +2,7 @@
 //! one space. Model code is candle's; this module maps HF `config.json` onto it, loads the
 //! tokenizer and preprocessing of the checkpoint, and batches.
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::{Device, Tensor};
 use candle_transformers::models::clip::{text_model, vision_model, ClipConfig, ClipModel};
 use image::RgbImage;
 use rayon::prelude::*;
@@ -193,11 +192,8 @@ impl ClipEncoder {
         }
         let config = hf.to_candle(id)?;
         let weights = files.dir.join("model.safetensors");
-        // SAFETY: the weights file is memory-mapped read-only; videovector never writes to model
-        // folders, and a file changed underneath a running engine is outside what it supports.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
-            .map_err(|e| model_err(id, e))?;
-        let model = ClipModel::new(vb, &config).map_err(|e| model_err(id, e))?;
+        let vb = super::mmap_weights(id, &weights, device)?;
+        let model = ClipModel::new(vb, &config).map_err(|e| super::weights_err(id, &weights, e))?;
         let tokenizer = Tokenizer::from_file(files.dir.join("tokenizer.json")).map_err(|e| model_err(id, e))?;
         let eos_token = hf.text_config.eos_token_id.unwrap_or((hf.text_config.vocab_size - 1) as u32);
         Ok(ClipEncoder {

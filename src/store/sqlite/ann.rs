@@ -1,8 +1,7 @@
 //! Approximate nearest-neighbour search over unit vectors: usearch HNSW with the cosine metric.
 //!
-//! An ANN file is a cache of the catalog's vector rows: the engine loads one ([`AnnIndex::load`])
-//! only when its size and the fingerprint recorded at save time match the catalog, and rebuilds
-//! it from the catalog ([`AnnIndex::build`]) otherwise.
+//! An ANN file is a cache of the catalog's vector rows, named after the generation of the space
+//! it holds: loaded only when that generation is the catalog's, rebuilt from the rows otherwise.
 
 use std::path::Path;
 
@@ -35,7 +34,7 @@ pub struct AnnIndex {
 }
 
 fn ann_err(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Catalog { path: what.into(), message: format!("vector index: {e}") }
+    Error::Store(format!("vector index ({what}): {e}"))
 }
 
 impl AnnIndex {
@@ -50,7 +49,7 @@ impl AnnIndex {
             expansion_search: config.expansion_search,
             multi: false,
         };
-        let index = Index::new(&options).map_err(|e| ann_err("<new>", e))?;
+        let index = Index::new(&options).map_err(|e| ann_err("new", e))?;
         Ok(AnnIndex { index, dims })
     }
 
@@ -66,8 +65,8 @@ impl AnnIndex {
         }
         ann.index
             .reserve_capacity_and_threads(rows.len().max(64), rayon::current_num_threads())
-            .map_err(|e| ann_err("<reserve>", e))?;
-        rows.par_iter().try_for_each(|(key, v)| ann.index.add(*key, v).map_err(|e| ann_err("<add>", e)))?;
+            .map_err(|e| ann_err("reserve", e))?;
+        rows.par_iter().try_for_each(|(key, v)| ann.index.add(*key, v).map_err(|e| ann_err("add", e)))?;
         Ok(ann)
     }
 
@@ -91,9 +90,13 @@ impl AnnIndex {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let tmp = path.with_extension("tmp");
-        self.index.save(&tmp.to_string_lossy()).map_err(|e| ann_err(&tmp.display().to_string(), e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        let tmp = crate::store::blobs::temp_path(path);
+        let saved = self.index.save(&tmp.to_string_lossy()).map_err(|e| ann_err(&tmp.display().to_string(), e));
+        if let Err(e) = saved.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The SIMD kernels usearch picked for this index (`serial` when none).
@@ -113,16 +116,18 @@ impl AnnIndex {
         self.len() == 0
     }
 
-    fn reserve(&self, extra: usize) -> Result<()> {
+    /// Make room for `extra` more vectors. usearch requires that nothing else uses the index
+    /// meanwhile: callers hold it exclusively (`&mut`).
+    pub fn reserve(&mut self, extra: usize) -> Result<()> {
         let need = self.index.size() + extra;
         if need > self.index.capacity() {
-            self.index.reserve(need.max(self.index.capacity() * 2).max(64)).map_err(|e| ann_err("<reserve>", e))?;
+            self.index.reserve(need.max(self.index.capacity() * 2).max(64)).map_err(|e| ann_err("reserve", e))?;
         }
         Ok(())
     }
 
-    /// Add (or replace) a vector under `key`.
-    pub fn add(&self, key: u64, vector: &[f32]) -> Result<()> {
+    /// Add (or replace) a vector under `key`; exclusive (`&mut`) because it may grow the index.
+    pub fn add(&mut self, key: u64, vector: &[f32]) -> Result<()> {
         if vector.len() != self.dims {
             return Err(Error::ModelMismatch(format!(
                 "vector of {} dimensions for an index of {}",
@@ -131,14 +136,14 @@ impl AnnIndex {
             )));
         }
         if self.index.contains(key) {
-            self.index.remove(key).map_err(|e| ann_err("<remove>", e))?;
+            self.index.remove(key).map_err(|e| ann_err("remove", e))?;
         }
         self.reserve(1)?;
-        self.index.add(key, vector).map_err(|e| ann_err("<add>", e))
+        self.index.add(key, vector).map_err(|e| ann_err("add", e))
     }
 
-    pub fn remove(&self, key: u64) -> Result<()> {
-        self.index.remove(key).map_err(|e| ann_err("<remove>", e))?;
+    pub fn remove(&mut self, key: u64) -> Result<()> {
+        self.index.remove(key).map_err(|e| ann_err("remove", e))?;
         Ok(())
     }
 
@@ -147,7 +152,16 @@ impl AnnIndex {
         if self.index.size() == 0 || k == 0 {
             return Ok(Vec::new());
         }
-        let m = self.index.search(query, k).map_err(|e| ann_err("<search>", e))?;
+        let m = self.index.search(query, k).map_err(|e| ann_err("search", e))?;
+        Ok(m.keys.into_iter().zip(m.distances).map(|(key, d)| (key, 1.0 - d)).collect())
+    }
+
+    /// The `k` nearest keys among those `keep` accepts, best first.
+    pub fn filtered_search(&self, query: &[f32], k: usize, keep: impl Fn(u64) -> bool) -> Result<Vec<(u64, f32)>> {
+        if self.index.size() == 0 || k == 0 {
+            return Ok(Vec::new());
+        }
+        let m = self.index.filtered_search(query, k, keep).map_err(|e| ann_err("search", e))?;
         Ok(m.keys.into_iter().zip(m.distances).map(|(key, d)| (key, 1.0 - d)).collect())
     }
 
@@ -156,7 +170,7 @@ impl AnnIndex {
         if self.index.size() == 0 || k == 0 {
             return Ok(Vec::new());
         }
-        let m = self.index.exact_search(query, k).map_err(|e| ann_err("<search>", e))?;
+        let m = self.index.exact_search(query, k).map_err(|e| ann_err("search", e))?;
         Ok(m.keys.into_iter().zip(m.distances).map(|(key, d)| (key, 1.0 - d)).collect())
     }
 }

@@ -1,0 +1,224 @@
+//! The engine: one data folder, and resource handles shaped like the SDK's
+//! (`engine.indexes()`, `engine.videos()`, `engine.search()`, `engine.embeddings()`,
+//! `engine.jobs()`, `engine.events()`).
+//!
+//! `Engine` is a cheap clone over shared state and `Send + Sync`: one engine serves many threads.
+//! Long work (an ingest) runs as jobs on the engine's worker threads.
+
+mod embeddings;
+mod indexes;
+mod jobs;
+mod search;
+mod videos;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use embeddings::{Embeddings, SegmentEmbedding, TextEmbedding, TextEmbeddings, VideoEmbeddings};
+pub use indexes::Indexes;
+pub use jobs::{Events, Jobs};
+pub use search::Search;
+pub use videos::{Batch, IngestResult, SegmentQuery, StatusSnapshot, Submission, Transcript, Videos};
+
+use crate::error::{Error, Result};
+use crate::jobs::{JobContext, Runner, WorkerPool};
+use crate::ml::{ModelChoice, Models};
+use crate::pipeline::IngestRequest;
+use crate::store::{AnnConfig, Stores};
+use crate::types::{Job, JobKind};
+
+/// Engine settings beyond the data folder. `EngineOptions::default()` or the builder methods:
+/// `EngineOptions::new().visual_model(ModelChoice::Off).workers(2)`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct EngineOptions {
+    /// Image-text model for keyframes and text queries. Default: [`crate::DEFAULT_VISUAL_MODEL`] when present.
+    pub visual_model: ModelChoice,
+    /// Sentence encoder for transcripts and metadata. Default: [`crate::DEFAULT_TEXT_MODEL`] when present.
+    pub text_model: ModelChoice,
+    /// Speech-to-text model. Default: [`crate::DEFAULT_ASR_MODEL`] when present.
+    pub asr_model: ModelChoice,
+    /// HNSW settings of the embedded vector store.
+    pub ann: AnnConfig,
+    /// Worker threads that run jobs (ingests). Default 1: each ingest already uses every core
+    /// (decoding, shot detection and embedding run in parallel). 0 runs no jobs: such an engine
+    /// can read, search and queue work for another engine on the same folder.
+    pub workers: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            visual_model: ModelChoice::Default,
+            text_model: ModelChoice::Default,
+            asr_model: ModelChoice::Default,
+            ann: AnnConfig::default(),
+            workers: 1,
+        }
+    }
+}
+
+impl EngineOptions {
+    pub fn new() -> Self {
+        EngineOptions::default()
+    }
+
+    pub fn visual_model(mut self, choice: ModelChoice) -> Self {
+        self.visual_model = choice;
+        self
+    }
+
+    pub fn text_model(mut self, choice: ModelChoice) -> Self {
+        self.text_model = choice;
+        self
+    }
+
+    pub fn asr_model(mut self, choice: ModelChoice) -> Self {
+        self.asr_model = choice;
+        self
+    }
+
+    pub fn ann(mut self, ann: AnnConfig) -> Self {
+        self.ann = ann;
+        self
+    }
+
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+}
+
+/// What jobs and handles share: the stores and the models.
+pub(crate) struct Core {
+    pub stores: Stores,
+    pub models: Models,
+}
+
+impl Core {
+    /// Run one job: dispatch on its kind, then persist vector indexes.
+    fn run_job(&self, job: &Job, ctx: &JobContext) -> Result<()> {
+        let outcome = match job.kind {
+            JobKind::Ingest => {
+                let req: IngestRequest = serde_json::from_value(job.request.clone()).map_err(|e| {
+                    Error::Internal(format!("job {} has an ingest request this build cannot read: {e}", job.job_id))
+                })?;
+                crate::pipeline::run(&self.stores, &self.models, &req, ctx)
+            }
+            #[allow(unreachable_patterns)]
+            _ => Err(Error::Internal(format!("job {} is of kind {}, which this build does not run", job.job_id, job.kind))),
+        };
+        // ANN files are caches: a failure to save one costs a rebuild later, not the job.
+        let _ = self.stores.vectors.flush();
+        outcome
+    }
+}
+
+struct Inner {
+    root: PathBuf,
+    core: Arc<Core>,
+    pool: WorkerPool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Workers stop first (their jobs go back to pending), then indexes are saved.
+        let _ = self.core.stores.vectors.flush();
+    }
+}
+
+/// An open data folder. All state lives on disk: opening the same folder again, in this
+/// process or another, sees everything. Cheap to clone; clones share one engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("data_dir", &self.inner.root).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Open (creating if needed) the data folder at `dir` with default models and one worker.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(dir, EngineOptions::default())
+    }
+
+    /// Open the data folder at `dir` with these options. Jobs that a crash left unfinished are
+    /// picked up again by this engine's workers.
+    pub fn open_with(dir: impl AsRef<Path>, options: EngineOptions) -> Result<Self> {
+        let root = dir.as_ref().to_path_buf();
+        let stores = Stores::embedded(&root, options.ann)?;
+        let models = Models::new(options.visual_model, options.text_model, options.asr_model, root.clone());
+        let core = Arc::new(Core { stores, models });
+        let runner: Runner = {
+            let core = core.clone();
+            Arc::new(move |job: &Job, ctx: &JobContext| core.run_job(job, ctx))
+        };
+        let pool = WorkerPool::start(options.workers, core.stores.jobs.clone(), runner)?;
+        Ok(Engine { inner: Arc::new(Inner { root, core, pool }) })
+    }
+
+    pub(crate) fn core(&self) -> &Core {
+        &self.inner.core
+    }
+
+    pub(crate) fn stores(&self) -> &Stores {
+        &self.inner.core.stores
+    }
+
+    pub(crate) fn pool(&self) -> &WorkerPool {
+        &self.inner.pool
+    }
+
+    /// The data folder.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// `client.indexes`: create, list, retrieve, delete.
+    pub fn indexes(&self) -> Indexes<'_> {
+        Indexes::new(self)
+    }
+
+    /// `client.videos`: ingest, retrieve, list, delete, segments, transcripts.
+    pub fn videos(&self) -> Videos<'_> {
+        Videos::new(self)
+    }
+
+    /// `client.search`: text, keyword, image and multimodal search.
+    pub fn search(&self) -> Search<'_> {
+        Search::new(self)
+    }
+
+    /// `client.embeddings`: raw vectors, and (re-)embedding keyframes.
+    pub fn embeddings(&self) -> Embeddings<'_> {
+        Embeddings::new(self)
+    }
+
+    /// Long-running work: list, get, cancel, wait.
+    pub fn jobs(&self) -> Jobs<'_> {
+        Jobs::new(self)
+    }
+
+    /// The event log: every state change of media and jobs.
+    pub fn events(&self) -> Events<'_> {
+        Events::new(self)
+    }
+
+    /// The store's own consistency check (for tools and tests after a crash).
+    pub fn check(&self) -> Result<()> {
+        self.stores().catalog.check()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn engine_is_send_sync_and_clone() {
+        fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+        assert_send_sync_clone::<super::Engine>();
+    }
+}

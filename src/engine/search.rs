@@ -1,0 +1,52 @@
+//! `engine.search()`: resolve the scope, delegate to the search stage.
+
+use super::Engine;
+use crate::error::Result;
+use crate::search::query::Searcher;
+use crate::search::{ImageSearch, MultimodalSearch, SearchResponse, TextSearch};
+use crate::types::Scope;
+
+/// `client.search`: text, keyword, image and multimodal search over an index
+/// (`Some(index id or name)`) or the playground (`None`).
+pub struct Search<'a> {
+    engine: &'a Engine,
+}
+
+impl<'a> Search<'a> {
+    pub(super) fn new(engine: &'a Engine) -> Self {
+        Search { engine }
+    }
+
+    fn scope(&self, index: Option<&str>) -> Result<Scope> {
+        Ok(match index {
+            Some(i) => Scope::Index(self.engine.stores().catalog.index(i)?.index_id),
+            None => Scope::Playground,
+        })
+    }
+
+    fn searcher(&self) -> Searcher<'_> {
+        let core = self.engine.core();
+        Searcher { stores: &core.stores, models: &core.models }
+    }
+
+    /// Keyframes (CLIP text tower) and, where they exist, transcripts and metadata (sentence
+    /// encoder); several spaces are fused by reciprocal rank fusion.
+    pub fn text(&self, index: Option<&str>, req: &TextSearch) -> Result<SearchResponse> {
+        self.searcher().text(&self.scope(index)?, req)
+    }
+
+    /// Segments whose transcript holds every word of the query (BM25 ranking).
+    pub fn keyword(&self, index: Option<&str>, req: &TextSearch) -> Result<SearchResponse> {
+        self.searcher().keyword(&self.scope(index)?, req)
+    }
+
+    /// Keyframes that look like an image; `score` is the cosine similarity.
+    pub fn image(&self, index: Option<&str>, req: &ImageSearch) -> Result<SearchResponse> {
+        self.searcher().image(&self.scope(index)?, req)
+    }
+
+    /// `text_weight * cos(text) + image_weight * cos(image)` over keyframes.
+    pub fn multimodal(&self, index: Option<&str>, req: &MultimodalSearch) -> Result<SearchResponse> {
+        self.searcher().multimodal(&self.scope(index)?, req)
+    }
+}

@@ -1,0 +1,228 @@
+//! Which model plays which role, loaded once per engine on first use and shared.
+//!
+//! CLIP and the sentence encoder take `&self` and are shared by every thread. Whisper keeps
+//! decoder state (`&mut self`), so speech is served from a pool of clones that share one set of
+//! weights: two transcriptions run side by side and none holds a lock anyone else waits on.
+//! A failed load is remembered for [`RETRY_AFTER`], then tried again, so a long-lived engine
+//! recovers once a model folder is fixed.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{clip::CLIP_FILES, source, text::TEXT_MODEL_FILES, ClipEncoder, ModelFiles, TextEncoder, WhisperModel};
+use crate::error::{Error, Result};
+
+/// How long a failed or absent model is not looked for again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Which model to use for a role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ModelChoice {
+    /// The default model if its files can be found; without them the role is off, and
+    /// ingest says so in its warnings.
+    Default,
+    /// This folder or id; missing files are an error.
+    Use(String),
+    /// No model for this role.
+    Off,
+}
+
+/// A role a model plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Keyframes and text queries in the visual space (CLIP).
+    Visual,
+    /// Transcripts, metadata and text queries in the text spaces (sentence encoder).
+    Text,
+    /// Speech to text (Whisper).
+    Speech,
+}
+
+impl Role {
+    fn default_id(self) -> &'static str {
+        match self {
+            Role::Visual => super::DEFAULT_VISUAL_MODEL,
+            Role::Text => super::DEFAULT_TEXT_MODEL,
+            Role::Speech => super::DEFAULT_ASR_MODEL,
+        }
+    }
+
+    fn required(self) -> &'static [&'static str] {
+        match self {
+            Role::Visual => CLIP_FILES,
+            Role::Text => TEXT_MODEL_FILES,
+            // The weights file differs by layout (model.safetensors or CTranslate2's model.bin).
+            Role::Speech => &["config.json", "tokenizer.json"],
+        }
+    }
+}
+
+/// The state of one role.
+enum Slot<T> {
+    NotLoaded,
+    Ready(Arc<T>),
+    Off,
+    /// The default model was not found; `looked` says where.
+    Absent { looked: String, at: Instant },
+    /// A model that was asked for could not be loaded.
+    Failed { message: String, at: Instant },
+}
+
+/// The models of one engine.
+pub(crate) struct Models {
+    choices: [ModelChoice; 3],
+    data_dir: PathBuf,
+    device: candle_core::Device,
+    visual: Mutex<Slot<ClipEncoder>>,
+    text: Mutex<Slot<TextEncoder>>,
+    speech: Mutex<Slot<WhisperModel>>,
+    /// Idle Whisper decoders (clones of the loaded one).
+    speech_pool: Mutex<Vec<WhisperModel>>,
+}
+
+/// A Whisper decoder on loan from the pool; goes back when dropped.
+pub(crate) struct SpeechModel<'a> {
+    model: Option<WhisperModel>,
+    pool: &'a Mutex<Vec<WhisperModel>>,
+}
+
+impl std::ops::Deref for SpeechModel<'_> {
+    type Target = WhisperModel;
+    fn deref(&self) -> &WhisperModel {
+        self.model.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for SpeechModel<'_> {
+    fn deref_mut(&mut self) -> &mut WhisperModel {
+        self.model.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for SpeechModel<'_> {
+    fn drop(&mut self) {
+        if let Some(m) = self.model.take() {
+            self.pool.lock().unwrap_or_else(|p| p.into_inner()).push(m);
+        }
+    }
+}
+
+impl Models {
+    pub fn new(visual: ModelChoice, text: ModelChoice, speech: ModelChoice, data_dir: PathBuf) -> Self {
+        Models {
+            choices: [visual, text, speech],
+            data_dir,
+            device: super::device(),
+            visual: Mutex::new(Slot::NotLoaded),
+            text: Mutex::new(Slot::NotLoaded),
+            speech: Mutex::new(Slot::NotLoaded),
+            speech_pool: Mutex::default(),
+        }
+    }
+
+    fn choice(&self, role: Role) -> &ModelChoice {
+        &self.choices[role as usize]
+    }
+
+    /// Load (or reuse) the model of a role. Concurrent first users wait for one load.
+    fn get<T>(
+        &self,
+        role: Role,
+        slot: &Mutex<Slot<T>>,
+        load: impl FnOnce(&ModelFiles, &candle_core::Device) -> Result<T>,
+    ) -> Result<Option<Arc<T>>> {
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            Slot::Ready(m) => return Ok(Some(m.clone())),
+            Slot::Off => return Ok(None),
+            Slot::Absent { at, .. } if at.elapsed() < RETRY_AFTER => return Ok(None),
+            Slot::Failed { message, at } if at.elapsed() < RETRY_AFTER => {
+                return Err(Error::ModelUnavailable(message.clone()))
+            }
+            _ => {}
+        }
+        let choice = self.choice(role);
+        let spec = match choice {
+            ModelChoice::Off => {
+                *slot = Slot::Off;
+                return Ok(None);
+            }
+            ModelChoice::Default => role.default_id(),
+            ModelChoice::Use(s) => s.as_str(),
+        };
+        let found = source::resolve(spec, role.required(), &source::search_dirs(Some(&self.data_dir)));
+        *slot = match found {
+            Ok(files) => match load(&files, &self.device) {
+                Ok(m) => Slot::Ready(Arc::new(m)),
+                Err(e) => Slot::Failed { message: e.to_string(), at: Instant::now() },
+            },
+            // The default is optional: remember where we looked, for warnings and errors.
+            Err(Error::ModelMissing { hint, .. }) if *choice == ModelChoice::Default => {
+                Slot::Absent { looked: hint, at: Instant::now() }
+            }
+            Err(e) => Slot::Failed { message: e.to_string(), at: Instant::now() },
+        };
+        match &*slot {
+            Slot::Ready(m) => Ok(Some(m.clone())),
+            Slot::Failed { message, .. } => Err(Error::ModelUnavailable(message.clone())),
+            _ => Ok(None),
+        }
+    }
+
+    /// The visual model; `Ok(None)` when turned off or, for the default, not found.
+    pub fn visual(&self) -> Result<Option<Arc<ClipEncoder>>> {
+        self.get(Role::Visual, &self.visual, ClipEncoder::load)
+    }
+
+    /// The sentence encoder; `Ok(None)` when turned off or, for the default, not found.
+    pub fn text(&self) -> Result<Option<Arc<TextEncoder>>> {
+        self.get(Role::Text, &self.text, TextEncoder::load)
+    }
+
+    /// A Whisper decoder of its own; `Ok(None)` when turned off or, for the default, not found.
+    pub fn speech(&self) -> Result<Option<SpeechModel<'_>>> {
+        let Some(base) = self.get(Role::Speech, &self.speech, WhisperModel::load)? else {
+            return Ok(None);
+        };
+        let idle = self.speech_pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let model = idle.unwrap_or_else(|| (*base).clone());
+        Ok(Some(SpeechModel { model: Some(model), pool: &self.speech_pool }))
+    }
+
+    /// Why a role has no model, when its default was asked for and not found.
+    pub fn off_reason(&self, role: Role) -> Option<String> {
+        fn looked<T>(s: &Slot<T>) -> Option<String> {
+            match s {
+                Slot::Absent { looked, .. } => Some(looked.clone()),
+                _ => None,
+            }
+        }
+        match role {
+            Role::Visual => looked(&self.visual.lock().unwrap_or_else(|p| p.into_inner())),
+            Role::Text => looked(&self.text.lock().unwrap_or_else(|p| p.into_inner())),
+            Role::Speech => looked(&self.speech.lock().unwrap_or_else(|p| p.into_inner())),
+        }
+    }
+
+    /// The error for a role that has no model but needs one.
+    pub fn missing(&self, role: Role) -> Error {
+        let files: Vec<String> = match role {
+            Role::Speech => vec!["model.bin or model.safetensors".into(), "config.json".into(), "tokenizer.json".into()],
+            _ => role.required().iter().map(|s| s.to_string()).collect(),
+        };
+        let model = match self.choice(role) {
+            ModelChoice::Use(s) => s.clone(),
+            _ => role.default_id().to_string(),
+        };
+        Error::ModelMissing {
+            model,
+            missing: files,
+            hint: self.off_reason(role).unwrap_or_else(|| "that model is turned off for this engine".into()),
+        }
+    }
+}

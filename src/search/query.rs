@@ -1,0 +1,154 @@
+//! Answering a query: embed it, ask each space of the scope for candidates through the vector
+//! store (with a candidate filter where the request restricts), re-score exactly, fuse.
+
+use std::collections::HashMap;
+
+use super::{
+    candidates, decode_image, fuse, query_text, top_k, weights, ImageSearch, Modality, ModalityMatch, MultimodalSearch,
+    Ranked, ScoreKind, SearchHit, SearchResponse, TextSearch,
+};
+use crate::error::{Error, Result};
+use crate::ml::{Models, Role};
+use crate::store::{all_segments, Candidates, Stores};
+use crate::types::{ModelRef, Scope, Segment, Space};
+
+/// What a search reads: the stores and the query encoders.
+pub(crate) struct Searcher<'a> {
+    pub stores: &'a Stores,
+    pub models: &'a Models,
+}
+
+/// Prompt runs arrive with the prompts issue; until then every run id is unknown.
+fn check_runs(run_ids: &[String]) -> Result<()> {
+    match run_ids.first() {
+        Some(id) => Err(Error::NotFound {
+            kind: "prompt run",
+            id: id.clone(),
+            hint: Some("This engine has no prompt runs yet: search the ingest segmentation by leaving run_ids empty".into()),
+        }),
+        None => Ok(()),
+    }
+}
+
+impl Searcher<'_> {
+    /// Candidates of `space` for `query`, checked against the model that made the space.
+    fn ranked(&self, scope: &Scope, space: Space, modality: Modality, query: &[f32], model: &ModelRef, k: usize) -> Result<Option<Ranked>> {
+        let Some(made_by) = self.stores.vectors.space_model(scope, space)? else {
+            return Ok(None);
+        };
+        if made_by != *model {
+            return Err(Error::ModelMismatch(format!(
+                "the {space} vectors of {scope} were made by {} ({}), the query by {} ({}); search with --{}-model {} or re-embed",
+                made_by.id,
+                made_by.revision,
+                model.id,
+                model.revision,
+                if space == Space::Visual { "visual" } else { "text" },
+                made_by.id
+            )));
+        }
+        let rows = self.stores.vectors.search(scope, space, query, k, Candidates::All)?;
+        Ok(Some(Ranked::new(modality, rows, query)))
+    }
+
+    /// Text search: keyframes (CLIP text tower) and, where they exist, transcripts and metadata
+    /// (sentence encoder); several spaces are fused by reciprocal rank fusion.
+    pub fn text(&self, scope: &Scope, req: &TextSearch) -> Result<SearchResponse> {
+        let query = query_text("query", &req.query)?;
+        let k = top_k(req.top_k)?;
+        check_runs(&req.run_ids)?;
+        let mut lists = Vec::new();
+        if self.stores.vectors.space_model(scope, Space::Visual)?.is_some() {
+            let clip = self.models.visual()?.ok_or_else(|| self.models.missing(Role::Visual))?;
+            let q = clip.embed_texts(&[query])?.remove(0);
+            lists.extend(self.ranked(scope, Space::Visual, Modality::Visual, &q, clip.model_ref(), candidates(k))?);
+        }
+        for space in [Space::Transcript, Space::Metadata] {
+            if self.stores.vectors.space_model(scope, space)?.is_some() {
+                let enc = self.models.text()?.ok_or_else(|| self.models.missing(Role::Text))?;
+                let q = enc.embed(&[query])?.remove(0);
+                lists.extend(self.ranked(scope, space, Modality::of_space(space), &q, enc.model_ref(), candidates(k))?);
+            }
+        }
+        Ok(fuse(lists, k, None))
+    }
+
+    /// Keyword search over what was said (every word must occur). Each hit is the primary
+    /// segment holding the phrase's middle; `snippet` is the phrase.
+    pub fn keyword(&self, scope: &Scope, req: &TextSearch) -> Result<SearchResponse> {
+        let query = query_text("query", &req.query)?;
+        let k = top_k(req.top_k)?;
+        check_runs(&req.run_ids)?;
+        let mut segments_of: HashMap<String, Vec<Segment>> = HashMap::new();
+        let mut results: Vec<SearchHit> = Vec::new();
+        for (rank, hit) in self.stores.catalog.keyword_phrases(scope, query, candidates(k))?.into_iter().enumerate() {
+            if !segments_of.contains_key(hit.video_id.as_str()) {
+                let media = self.stores.catalog.media(&hit.video_id)?;
+                let segments = all_segments(self.stores.catalog.as_ref(), &hit.video_id, media.primary_kind())?;
+                segments_of.insert(hit.video_id.to_string(), segments);
+            }
+            let segments = &segments_of[hit.video_id.as_str()];
+            let mid = (hit.start_us + hit.end_us) / 2;
+            let Some(segment) = segments.iter().enumerate().find(|(i, s)| s.holds(mid, i + 1 == segments.len())).map(|(_, s)| s) else {
+                continue;
+            };
+            if results.iter().any(|r| r.segment_id == segment.segment_id) {
+                continue;
+            }
+            let score = hit.score as f32;
+            results.push(SearchHit {
+                segment_id: segment.segment_id.clone(),
+                video_id: segment.video_id.clone(),
+                start: segment.start,
+                end: segment.end,
+                score,
+                thumbnail_path: segment.thumbnail_path.clone(),
+                modality: Modality::Keyword,
+                matches: vec![ModalityMatch { modality: Modality::Keyword, score, rank: rank + 1 }],
+                snippet: Some(hit.text),
+            });
+            if results.len() == k {
+                break;
+            }
+        }
+        Ok(SearchResponse { results, score_kind: ScoreKind::Bm25 })
+    }
+
+    /// Image search over keyframes; `score` is the cosine similarity.
+    pub fn image(&self, scope: &Scope, req: &ImageSearch) -> Result<SearchResponse> {
+        let k = top_k(req.top_k)?;
+        check_runs(&req.run_ids)?;
+        let img = decode_image(&req.image_data)?;
+        let clip = self.models.visual()?.ok_or_else(|| self.models.missing(Role::Visual))?;
+        let q = clip.embed_images(&[img])?.remove(0);
+        let lists: Vec<Ranked> =
+            self.ranked(scope, Space::Visual, Modality::Image, &q, clip.model_ref(), candidates(k))?.into_iter().collect();
+        Ok(fuse(lists, k, None))
+    }
+
+    /// Multimodal search: `text_weight * cos(text) + image_weight * cos(image)` over keyframes.
+    pub fn multimodal(&self, scope: &Scope, req: &MultimodalSearch) -> Result<SearchResponse> {
+        let k = top_k(req.top_k)?;
+        let (tw, iw) = weights(req.text_weight, req.image_weight)?;
+        check_runs(&req.run_ids)?;
+        if req.text_query.is_none() && req.image_data.is_none() {
+            return Err(Error::invalid("text_query", "give text_query, image_data or both"));
+        }
+        let text = req.text_query.as_deref().map(|t| query_text("text_query", t)).transpose()?;
+        let img = req.image_data.as_ref().map(decode_image).transpose()?;
+        let clip = self.models.visual()?.ok_or_else(|| self.models.missing(Role::Visual))?;
+        let tq = text.map(|t| clip.embed_texts(&[t])).transpose()?.map(|mut v| v.remove(0));
+        let iq = img.map(|i| clip.embed_images(&[i])).transpose()?.map(|mut v| v.remove(0));
+        let mut lists = Vec::new();
+        let mut queries: Vec<(&[f32], f32)> = Vec::new();
+        if let Some(q) = &tq {
+            lists.extend(self.ranked(scope, Space::Visual, Modality::Text, q, clip.model_ref(), candidates(k))?);
+            queries.push((q, tw));
+        }
+        if let Some(q) = &iq {
+            lists.extend(self.ranked(scope, Space::Visual, Modality::Image, q, clip.model_ref(), candidates(k))?);
+            queries.push((q, iw));
+        }
+        Ok(fuse(lists, k, Some(&queries)))
+    }
+}

@@ -1,0 +1,42 @@
+//! Tools on files outside any index: shot detection with its measurements, transcription of a
+//! file, and conversion of a CTranslate2 Whisper folder.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::pipeline::analyse::{Analysis, ANALYSIS_SIZE};
+pub use crate::segment::{Cut, CutKind, FrameStats};
+
+use crate::error::Result;
+use crate::ml::Role;
+use crate::{Engine, Phrase};
+
+/// Probe and decode a file once, as ingest's first pass does: per-frame measurements, the cuts
+/// found with the default shot settings, loudness per 10 ms.
+pub fn detect_shots(path: &Path) -> Result<Analysis> {
+    crate::pipeline::analyse::analyse(path, &Default::default(), &crate::jobs::JobContext::detached())
+}
+
+/// What [`transcribe_file`] heard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FileTranscript {
+    pub phrases: Vec<Phrase>,
+    /// Length of the audio in seconds.
+    pub audio_seconds: f64,
+}
+
+/// Transcribe a file without ingesting it, with the engine's speech model: its audio is cut at
+/// pauses (the default content-aware audio segmentation) and each window is transcribed.
+pub fn transcribe_file(engine: &Engine, path: &Path) -> Result<FileTranscript> {
+    let models = &engine.core().models;
+    let mut whisper = models.speech()?.ok_or_else(|| models.missing(Role::Speech))?;
+    let (phrases, audio_seconds) = crate::pipeline::transcribe::transcribe_file(path, &mut whisper)?;
+    Ok(FileTranscript { phrases, audio_seconds })
+}
+
+/// Convert a CTranslate2 Whisper folder (`model.bin`) into an HF one (`model.safetensors`).
+pub fn convert_whisper_folder(from: &Path, to: &Path) -> Result<()> {
+    crate::ml::ct2::convert_whisper_folder(from, to)
+}
