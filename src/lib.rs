@@ -67,8 +67,8 @@ pub mod internals {
     pub mod ann {
         pub use crate::store::sqlite::ann::{AnnConfig, AnnIndex};
     }
-    pub use crate::pipeline::analyse::{Analysis, ANALYSIS_SIZE};
     use crate::pipeline::analyse::analyse;
+    pub use crate::pipeline::analyse::{Analysis, ANALYSIS_SIZE};
 
     use crate::{Engine, Result};
 

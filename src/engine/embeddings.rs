@@ -130,7 +130,12 @@ impl<'a> Embeddings<'a> {
                 (enc.embed(&[text])?.remove(0), enc.model_ref().clone())
             }
         };
-        Ok(TextEmbeddings { space, model: model.id, model_revision: model.revision, data: vec![TextEmbedding { embedding: v }] })
+        Ok(TextEmbeddings {
+            space,
+            model: model.id,
+            model_revision: model.revision,
+            data: vec![TextEmbedding { embedding: v }],
+        })
     }
 
     /// Embed every completed segment's keyframe that has no visual vector yet, in one index

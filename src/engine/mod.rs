@@ -106,7 +106,10 @@ impl Core {
                 crate::pipeline::run(&self.stores, &self.models, &req, ctx)
             }
             #[allow(unreachable_patterns)]
-            _ => Err(Error::Internal(format!("job {} is of kind {}, which this build does not run", job.job_id, job.kind))),
+            _ => Err(Error::Internal(format!(
+                "job {} is of kind {}, which this build does not run",
+                job.job_id, job.kind
+            ))),
         };
         // ANN files are caches: a failure to save one costs a rebuild later, not the job.
         let _ = self.stores.vectors.flush();

@@ -211,7 +211,11 @@ impl<'a> Videos<'a> {
             deduplicated,
             error: None,
         };
-        let request = |video_id: &VideoId| IngestRequest { video_id: video_id.clone(), path: source.clone(), options: opts.clone() };
+        let request = |video_id: &VideoId| IngestRequest {
+            video_id: video_id.clone(),
+            path: source.clone(),
+            options: opts.clone(),
+        };
         match existing {
             Some(m) if m.status == Status::Completed => Ok(submission(m.video_id, None, true)),
             // Unfinished: its job (pending, or running in some engine) will finish it.
@@ -226,7 +230,8 @@ impl<'a> Videos<'a> {
                 let title = opts.title.clone().unwrap_or_else(|| {
                     path.file_name().map_or_else(|| source.clone(), |n| n.to_string_lossy().into_owned())
                 });
-                let request_json = serde_json::to_string(opts).map_err(|e| Error::Internal(format!("ingest options: {e}")))?;
+                let request_json =
+                    serde_json::to_string(opts).map_err(|e| Error::Internal(format!("ingest options: {e}")))?;
                 let media = stores.catalog.insert_media(&NewMedia {
                     scope,
                     title: &title,
@@ -243,7 +248,8 @@ impl<'a> Videos<'a> {
     }
 
     fn create_job(&self, request: &IngestRequest, scope: &Scope) -> Result<Job> {
-        let request_json = serde_json::to_string(request).map_err(|e| Error::Internal(format!("ingest request: {e}")))?;
+        let request_json =
+            serde_json::to_string(request).map_err(|e| Error::Internal(format!("ingest request: {e}")))?;
         self.engine.stores().jobs.create_job(&JobRequest {
             kind: JobKind::Ingest,
             video_id: Some(request.video_id.clone()),
@@ -302,7 +308,8 @@ impl<'a> Videos<'a> {
                         // Ingested before requests were kept: the defaults are all there is.
                         None => IngestOptions::default(),
                     };
-                    let req = IngestRequest { video_id: media.video_id.clone(), path: media.source_path.clone(), options };
+                    let req =
+                        IngestRequest { video_id: media.video_id.clone(), path: media.source_path.clone(), options };
                     self.create_job(&req, &Scope::of(media.index_id.as_ref()))?
                 }
             };
@@ -407,7 +414,12 @@ impl<'a> Videos<'a> {
             data: b
                 .data
                 .into_iter()
-                .map(|m| StatusSnapshot { video_id: m.video_id, status: m.status, error: m.error, updated_at: m.updated_at })
+                .map(|m| StatusSnapshot {
+                    video_id: m.video_id,
+                    status: m.status,
+                    error: m.error,
+                    updated_at: m.updated_at,
+                })
                 .collect(),
             not_found: b.not_found,
         })

@@ -57,9 +57,9 @@ pub(crate) fn resize_within(img: &RgbImage, max_side: u32) -> RgbImage {
 /// Encode a thumbnail.
 pub(crate) fn encode_jpeg(img: &RgbImage, quality: u8) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
-    JpegEncoder::new_with_quality(&mut buf, quality.clamp(1, 100))
-        .encode_image(img)
-        .map_err(|e| Error::Internal(format!("JPEG encoding of a {}x{} thumbnail failed: {e}", img.width(), img.height())))?;
+    JpegEncoder::new_with_quality(&mut buf, quality.clamp(1, 100)).encode_image(img).map_err(|e| {
+        Error::Internal(format!("JPEG encoding of a {}x{} thumbnail failed: {e}", img.width(), img.height()))
+    })?;
     Ok(buf)
 }
 

@@ -7,16 +7,14 @@ mod decode;
 mod image;
 mod probe;
 
-pub use decode::{decode, DecodeOptions, Flow, FrameSink, VideoFrame, ANALYSIS_SAMPLE_RATE};
-pub use self::image::{flatten_alpha, load_image};
 pub(crate) use self::image::{decode_image_bytes, encode_gif, encode_jpeg, resize_within, rotate};
-pub use probe::probe;
+pub use self::image::{flatten_alpha, load_image};
 pub use crate::types::{AudioInfo, MediaInfo, MediaType, VideoInfo};
+pub use decode::{decode, DecodeOptions, Flow, FrameSink, VideoFrame, ANALYSIS_SAMPLE_RATE};
+pub use probe::probe;
 
 use std::path::Path;
 use std::sync::Once;
-
-
 
 /// Initialise FFmpeg once per process and keep its own logging quiet: errors reach users through
 /// [`Error`] values that name the file, not through FFmpeg's stderr.

@@ -68,9 +68,15 @@ enum Slot<T> {
     Ready(Arc<T>),
     Off,
     /// The default model was not found; `looked` says where.
-    Absent { looked: String, at: Instant },
+    Absent {
+        looked: String,
+        at: Instant,
+    },
     /// A model that was asked for could not be loaded.
-    Failed { message: String, at: Instant },
+    Failed {
+        message: String,
+        at: Instant,
+    },
 }
 
 /// The models of one engine.
@@ -212,7 +218,9 @@ impl Models {
     /// The error for a role that has no model but needs one.
     pub fn missing(&self, role: Role) -> Error {
         let files: Vec<String> = match role {
-            Role::Speech => vec!["model.bin or model.safetensors".into(), "config.json".into(), "tokenizer.json".into()],
+            Role::Speech => {
+                vec!["model.bin or model.safetensors".into(), "config.json".into(), "tokenizer.json".into()]
+            }
             _ => role.required().iter().map(|s| s.to_string()).collect(),
         };
         let model = match self.choice(role) {

@@ -110,19 +110,16 @@ pub(crate) fn analyse(path: &Path, shots: &ShotConfig, ctx: &JobContext) -> Resu
             }
             shots.finish()
         });
-        let mut sink = AnalysisSink {
-            frames: info.video.as_ref().map(|_| tx),
-            energy: AudioEnergy::new(),
-            expected_frames,
-            ctx,
-        };
+        let mut sink =
+            AnalysisSink { frames: info.video.as_ref().map(|_| tx), energy: AudioEnergy::new(), expected_frames, ctx };
         let summary = media::decode(path, &opts, &mut sink);
         drop(sink.frames.take());
         let detected = detector.join();
         (summary, detected, sink.energy)
     });
     // A panic of the detector fails this file (as a bug), not the caller's thread.
-    let (cuts, frames) = detected.map_err(|_| Error::Internal(format!("shot detection panicked on {}", path.display())))?;
+    let (cuts, frames) =
+        detected.map_err(|_| Error::Internal(format!("shot detection panicked on {}", path.display())))?;
     let summary = summary?;
     let audio_db = energy.finish();
     let duration_us = if info.video.is_some() {
@@ -135,4 +132,3 @@ pub(crate) fn analyse(path: &Path, shots: &ShotConfig, ctx: &JobContext) -> Resu
     }
     Ok(Analysis { info, duration_us, frames, cuts, audio_db, decode_errors: summary.decode_errors })
 }
-

@@ -56,7 +56,11 @@ pub(crate) fn embed_thumbnails(
         // Group by scope (a batch may span media of several indexes).
         let mut by_scope: BTreeMap<&Scope, Vec<NewVector<'_>>> = BTreeMap::new();
         for (t, v) in rows.iter().zip(&vectors) {
-            by_scope.entry(&t.scope).or_default().push(NewVector { segment_id: &t.segment_id, vector: v, source_text: None });
+            by_scope.entry(&t.scope).or_default().push(NewVector {
+                segment_id: &t.segment_id,
+                vector: v,
+                source_text: None,
+            });
         }
         for (scope, rows) in by_scope {
             stores.vectors.upsert(scope, Space::Visual, clip.model_ref(), &rows)?;

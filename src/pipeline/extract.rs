@@ -13,7 +13,9 @@ use super::OutputConfig;
 use crate::error::{Error, Result};
 use crate::ids::{SegmentId, VideoId};
 use crate::jobs::JobContext;
-use crate::media::{self, encode_gif, encode_jpeg, resize_within, rotate, DecodeOptions, Flow, FrameSink, MediaType, VideoFrame};
+use crate::media::{
+    self, encode_gif, encode_jpeg, resize_within, rotate, DecodeOptions, Flow, FrameSink, MediaType, VideoFrame,
+};
 use crate::segment::SegmentationConfig;
 use crate::store::{BlobKey, BlobStore, NewSegment};
 use crate::types::SegmentKind;
@@ -55,7 +57,8 @@ impl FrameSink for ExtractSink<'_> {
                 Want::Thumbnail(i) => {
                     let segment = &mut self.segments[i];
                     let key = BlobKey::Thumbnail(self.video_id, &segment.segment_id);
-                    segment.thumbnail_path = Some(self.blobs.put(&key, &encode_jpeg(&img, self.output.thumbnail_quality)?)?);
+                    segment.thumbnail_path =
+                        Some(self.blobs.put(&key, &encode_jpeg(&img, self.output.thumbnail_quality)?)?);
                 }
                 Want::Gif(i) => self.gif[i] = Some(resize_within(&img, self.output.gif_size)),
             }

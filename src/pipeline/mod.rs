@@ -68,7 +68,6 @@ impl Default for OutputConfig {
     }
 }
 
-
 impl IngestOptions {
     /// Options with every default: smart video and content-aware audio segmentation, the
     /// playground, transcription when a speech model is there.
@@ -152,17 +151,33 @@ pub(crate) fn run(stores: &Stores, models: &Models, req: &IngestRequest, ctx: &J
 }
 
 /// Analyse, plan, extract and store: the part of an ingest that makes a media item `completed`.
-fn segment_media(stores: &Stores, video_id: &VideoId, path: &Path, opts: &IngestOptions, ctx: &JobContext) -> Result<()> {
+fn segment_media(
+    stores: &Stores,
+    video_id: &VideoId,
+    path: &Path,
+    opts: &IngestOptions,
+    ctx: &JobContext,
+) -> Result<()> {
     let analysis = analyse::analyse(path, &opts.segmentation.shots, ctx)?;
     let plan = plan::plan(&analysis, &opts.segmentation)?;
     ctx.progress(JobStage::Extracting, 0.0);
-    let (segments, gif) =
-        extract::extract(path, stores.blobs.as_ref(), video_id, &analysis, &plan, &opts.segmentation, &opts.output, ctx)?;
+    let (segments, gif) = extract::extract(
+        path,
+        stores.blobs.as_ref(),
+        video_id,
+        &analysis,
+        &plan,
+        &opts.segmentation,
+        &opts.output,
+        ctx,
+    )?;
     ctx.check()?;
     let settings = serde_json::to_string(&opts.segmentation)
         .map_err(|e| Error::Internal(format!("segmentation settings: {e}")))?;
     let warnings: Vec<String> = (analysis.decode_errors > 0)
-        .then(|| format!("{}: {} packets could not be decoded and were skipped", path.display(), analysis.decode_errors))
+        .then(|| {
+            format!("{}: {} packets could not be decoded and were skipped", path.display(), analysis.decode_errors)
+        })
         .into_iter()
         .collect();
     stores.catalog.complete_media(

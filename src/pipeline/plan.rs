@@ -43,4 +43,3 @@ pub fn plan(analysis: &Analysis, config: &SegmentationConfig) -> Result<Plan> {
     }
     Ok(Plan { video, audio })
 }
-

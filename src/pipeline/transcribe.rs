@@ -186,7 +186,12 @@ pub(crate) fn transcribe_file(path: &Path, whisper: &mut WhisperModel) -> Result
     let bounds = windows(&spans.iter().map(|s| (None, s.start_us, s.end_us)).collect::<Vec<_>>());
     let phrases = transcribe_windows(path, bounds, whisper, &ctx)?
         .into_iter()
-        .map(|p| Phrase { start: us_to_secs(p.start_us), end: us_to_secs(p.end_us), text: p.text, language: p.language })
+        .map(|p| Phrase {
+            start: us_to_secs(p.start_us),
+            end: us_to_secs(p.end_us),
+            text: p.text,
+            language: p.language,
+        })
         .collect();
     Ok((phrases, us_to_secs(analysis.duration_us)))
 }
@@ -199,6 +204,9 @@ mod tests {
     fn long_segments_split_into_even_windows_of_at_most_30_s() {
         let w = windows(&[(None, 0, 10_000_000), (None, 10_000_000, 75_000_000)]);
         let spans: Vec<(i64, i64)> = w.iter().map(|w| (w.start_us, w.end_us)).collect();
-        assert_eq!(spans, vec![(0, 10_000_000), (10_000_000, 31_666_666), (31_666_666, 53_333_333), (53_333_333, 75_000_000)]);
+        assert_eq!(
+            spans,
+            vec![(0, 10_000_000), (10_000_000, 31_666_666), (31_666_666, 53_333_333), (53_333_333, 75_000_000)]
+        );
     }
 }

@@ -349,11 +349,8 @@ pub(crate) fn fuse(lists: Vec<Ranked>, top_k: usize, weighted: Option<&WeightedQ
     let results = all
         .into_iter()
         .map(|a| {
-            let best = a
-                .matches
-                .iter()
-                .max_by(|x, y| x.score.total_cmp(&y.score))
-                .map_or(Modality::Visual, |m| m.modality);
+            let best =
+                a.matches.iter().max_by(|x, y| x.score.total_cmp(&y.score)).map_or(Modality::Visual, |m| m.modality);
             SearchHit {
                 segment_id: a.row.segment_id,
                 video_id: a.row.video_id,
@@ -403,7 +400,11 @@ mod tests {
         let b = Ranked::new(Modality::Transcript, vec![row("s2", vec![1.0, 0.0]), row("s3", vec![0.5, 0.5])], &q);
         let r = fuse(vec![a, b], 10, None);
         assert_eq!(r.score_kind, ScoreKind::Rrf);
-        assert_eq!(r.results[0].segment_id.as_str(), "s2", "second in one space and first in the other beats first in one only");
+        assert_eq!(
+            r.results[0].segment_id.as_str(),
+            "s2",
+            "second in one space and first in the other beats first in one only"
+        );
         assert_eq!(r.results[0].matches.len(), 2);
         assert!((r.results[0].score - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-6);
     }
@@ -430,5 +431,4 @@ mod tests {
         let err = decode_image(&ImageInput::Bytes(b"not an image".to_vec())).unwrap_err();
         assert!(err.to_string().contains("image_data"), "{err}");
     }
-
 }

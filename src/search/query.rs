@@ -24,7 +24,9 @@ fn check_runs(run_ids: &[String]) -> Result<()> {
         Some(id) => Err(Error::NotFound {
             kind: "prompt run",
             id: id.clone(),
-            hint: Some("This engine has no prompt runs yet: search the ingest segmentation by leaving run_ids empty".into()),
+            hint: Some(
+                "This engine has no prompt runs yet: search the ingest segmentation by leaving run_ids empty".into(),
+            ),
         }),
         None => Ok(()),
     }
@@ -32,7 +34,15 @@ fn check_runs(run_ids: &[String]) -> Result<()> {
 
 impl Searcher<'_> {
     /// Candidates of `space` for `query`, checked against the model that made the space.
-    fn ranked(&self, scope: &Scope, space: Space, modality: Modality, query: &[f32], model: &ModelRef, k: usize) -> Result<Option<Ranked>> {
+    fn ranked(
+        &self,
+        scope: &Scope,
+        space: Space,
+        modality: Modality,
+        query: &[f32],
+        model: &ModelRef,
+        k: usize,
+    ) -> Result<Option<Ranked>> {
         let Some(made_by) = self.stores.vectors.space_model(scope, space)? else {
             return Ok(None);
         };
@@ -67,7 +77,14 @@ impl Searcher<'_> {
             if self.stores.vectors.space_model(scope, space)?.is_some() {
                 let enc = self.models.text()?.ok_or_else(|| self.models.missing(Role::Text))?;
                 let q = enc.embed(&[query])?.remove(0);
-                lists.extend(self.ranked(scope, space, Modality::of_space(space), &q, enc.model_ref(), candidates(k))?);
+                lists.extend(self.ranked(
+                    scope,
+                    space,
+                    Modality::of_space(space),
+                    &q,
+                    enc.model_ref(),
+                    candidates(k),
+                )?);
             }
         }
         Ok(fuse(lists, k, None))
@@ -89,7 +106,9 @@ impl Searcher<'_> {
             }
             let segments = &segments_of[hit.video_id.as_str()];
             let mid = (hit.start_us + hit.end_us) / 2;
-            let Some(segment) = segments.iter().enumerate().find(|(i, s)| s.holds(mid, i + 1 == segments.len())).map(|(_, s)| s) else {
+            let Some(segment) =
+                segments.iter().enumerate().find(|(i, s)| s.holds(mid, i + 1 == segments.len())).map(|(_, s)| s)
+            else {
                 continue;
             };
             if results.iter().any(|r| r.segment_id == segment.segment_id) {
@@ -121,8 +140,10 @@ impl Searcher<'_> {
         let img = decode_image(&req.image_data)?;
         let clip = self.models.visual()?.ok_or_else(|| self.models.missing(Role::Visual))?;
         let q = clip.embed_images(&[img])?.remove(0);
-        let lists: Vec<Ranked> =
-            self.ranked(scope, Space::Visual, Modality::Image, &q, clip.model_ref(), candidates(k))?.into_iter().collect();
+        let lists: Vec<Ranked> = self
+            .ranked(scope, Space::Visual, Modality::Image, &q, clip.model_ref(), candidates(k))?
+            .into_iter()
+            .collect();
         Ok(fuse(lists, k, None))
     }
 

@@ -109,4 +109,3 @@ pub struct AudioInfo {
     pub channels: u16,
     pub sample_rate: u32,
 }
-

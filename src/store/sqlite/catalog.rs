@@ -6,7 +6,9 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{append_event, now_rfc3339, page_bounds, paginate, parse_column, scope_from_key, scope_key, Sql, SqliteStore};
+use super::{
+    append_event, now_rfc3339, page_bounds, paginate, parse_column, scope_from_key, scope_key, Sql, SqliteStore,
+};
 use crate::error::{Error, Result};
 use crate::ids::{IndexId, SegmentId, VideoId};
 use crate::store::{
@@ -409,7 +411,14 @@ impl CatalogWrite for SqliteStore {
 
     fn start_media(&self, video_id: &str, source_path: &str) -> Result<()> {
         self.db.write(|tx| {
-            set_status(tx, video_id, Status::Processing, None, Some(source_path), Some(EventType::MediaProcessingStarted))
+            set_status(
+                tx,
+                video_id,
+                Status::Processing,
+                None,
+                Some(source_path),
+                Some(EventType::MediaProcessingStarted),
+            )
         })
     }
 

@@ -186,7 +186,10 @@ impl JobStore for SqliteStore {
                 )
                 .db()?;
             if n > 0 {
-                append_event(tx, &job_event(&job, EventType::JobRequeued, serde_json::json!({ "reason": "shutdown" })))?;
+                append_event(
+                    tx,
+                    &job_event(&job, EventType::JobRequeued, serde_json::json!({ "reason": "shutdown" })),
+                )?;
             }
             Ok(())
         })

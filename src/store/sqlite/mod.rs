@@ -17,7 +17,6 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use ann::AnnConfig;
 
-
 use crate::error::{Error, Result};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.

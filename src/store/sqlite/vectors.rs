@@ -99,7 +99,9 @@ fn space_state(c: &Connection, scope: &str, space: Space) -> Result<Option<(Mode
         "SELECT model_id, model_revision, dims, generation FROM space_models WHERE scope = ?1 AND space = ?2
          AND EXISTS (SELECT 1 FROM vectors v WHERE v.scope = ?1 AND v.space = ?2)",
         params![scope, space.as_str()],
-        |r| Ok((ModelRef::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? as usize), r.get(3)?)),
+        |r| {
+            Ok((ModelRef::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? as usize), r.get(3)?))
+        },
     )
     .optional()
     .db()
@@ -148,21 +150,15 @@ fn recorded_model(c: &Connection, scope: &str, space: Space) -> Result<Option<Mo
 impl SqliteStore {
     /// An index up to date with generation `current` of the catalog (loading, rebuilding or
     /// catching up as needed), locked for searching.
-    fn fresh_index(
-        &self,
-        key: &SpaceKey,
-        dims: usize,
-        current: i64,
-    ) -> Result<Arc<RwLock<Option<Loaded>>>> {
+    fn fresh_index(&self, key: &SpaceKey, dims: usize, current: i64) -> Result<Arc<RwLock<Option<Loaded>>>> {
         let entry = self.ann.entry(key);
         if relock!(entry.read()).as_ref().is_some_and(|l| l.generation >= current) {
             return Ok(entry);
         }
         let mut slot = relock!(entry.write());
         // One snapshot: the generation and the rows it counts.
-        let (generation, keys) = self.db.read_snapshot(|c| {
-            Ok((generation_of(c, &key.0, key.1)?, space_keys(c, &key.0, key.1)?))
-        })?;
+        let (generation, keys) =
+            self.db.read_snapshot(|c| Ok((generation_of(c, &key.0, key.1)?, space_keys(c, &key.0, key.1)?)))?;
         match slot.as_mut() {
             Some(l) if l.generation >= generation => {}
             Some(l) => {
@@ -321,7 +317,9 @@ impl VectorStore for SqliteStore {
                 )
                 .db()?;
             let rows = stmt
-                .query_map([video_id.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+                .query_map([video_id.as_str()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                })
                 .db()?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .db()?;
@@ -388,8 +386,12 @@ impl VectorStore for SqliteStore {
         }
         let allowed: Option<HashSet<u64>> = match candidates {
             Candidates::All => None,
-            Candidates::Videos(ids) => Some(self.db.read(|c| keys_where(c, sk, space, "s.video_id", ids.iter().map(|v| v.as_str())))?),
-            Candidates::Segments(ids) => Some(self.db.read(|c| keys_where(c, sk, space, "s.segment_id", ids.iter().map(|s| s.as_str())))?),
+            Candidates::Videos(ids) => {
+                Some(self.db.read(|c| keys_where(c, sk, space, "s.video_id", ids.iter().map(|v| v.as_str())))?)
+            }
+            Candidates::Segments(ids) => {
+                Some(self.db.read(|c| keys_where(c, sk, space, "s.segment_id", ids.iter().map(|s| s.as_str())))?)
+            }
         };
         let key = (sk.to_string(), space);
         let entry = self.fresh_index(&key, model.dims, generation)?;
