@@ -72,6 +72,11 @@ pub mod internals {
 
     use crate::{Engine, Result};
 
+    /// How many times this process built an ANN index from all of a space's rows.
+    pub fn ann_full_builds() -> u64 {
+        crate::store::sqlite::vectors::FULL_BUILDS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Analyse a file with nobody to cancel it.
     pub fn analyse_file(path: &std::path::Path, shots: &crate::ShotConfig) -> Result<Analysis> {
         analyse(path, shots, &crate::jobs::JobContext::detached())

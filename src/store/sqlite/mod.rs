@@ -8,7 +8,7 @@
 pub(crate) mod ann;
 mod catalog;
 mod jobs;
-mod vectors;
+pub(crate) mod vectors;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

@@ -24,6 +24,10 @@ use crate::types::{ModelRef, Scope, Space};
 
 type SpaceKey = (String, Space);
 
+/// Full builds of an ANN index from the catalog's rows, in this process (what deletes and writes
+/// by other processes must not cause).
+pub(crate) static FULL_BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A loaded index, the keys it holds and the generation of the catalog it reflects.
 struct Loaded {
     index: AnnIndex,
@@ -187,6 +191,7 @@ impl SqliteStore {
                         all.sort_unstable();
                         let rows = self.db.read(|c| vectors_of(c, &all))?;
                         let index = AnnIndex::build(dims, self.ann.config, &rows)?;
+                        FULL_BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         index.save(&file)?;
                         self.ann.remove_old_files(key, Some(generation));
                         index
