@@ -5,12 +5,8 @@
 //! `scripts/compare_ann.sh`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use videovector::embed::ModelRef;
-use videovector::media::{MediaInfo, MediaType};
-use videovector::search::TextSearch;
-use videovector::store::ann::{AnnConfig, AnnIndex};
-use videovector::store::{Completed, NewMedia, NewSegment, NewVector, SegmentKind, Space};
-use videovector::{Engine, EngineOptions, ModelChoice};
+use videovector::internals::ann::{AnnConfig, AnnIndex};
+use videovector::{Engine, EngineOptions, ModelChoice, ModelRef, Space, TextSearch};
 
 fn unit_vectors(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
     let mut s = seed;
@@ -31,59 +27,12 @@ fn unit_vectors(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
 /// A data folder whose playground holds `n` segments with transcript vectors made by the real
 /// sentence encoder's identity (random unit vectors: the cost is what is measured).
 fn engine_with_segments(dir: &std::path::Path, n: usize) -> Engine {
-    let engine =
-        Engine::open_with(dir, EngineOptions { visual_model: ModelChoice::Off, ..Default::default() }).unwrap();
-    let model: ModelRef = engine.text_model().unwrap().expect("run `bash scripts/fetch_models.sh`").model_ref().clone();
+    let engine = Engine::open_with(dir, EngineOptions::new().visual_model(ModelChoice::Off)).unwrap();
+    let model: ModelRef =
+        videovector::internals::text_model_ref(&engine).unwrap().expect("run `bash scripts/fetch_models.sh`");
     let per_media = 1000;
-    let info = MediaInfo {
-        media_type: MediaType::Video,
-        container: "synthetic".into(),
-        duration: None,
-        video: None,
-        audio: None,
-    };
     let vectors = unit_vectors(n, model.dims, 7);
-    for m in 0..n / per_media {
-        let hash = format!("{m:064}");
-        let media = engine
-            .catalog()
-            .insert_media(&NewMedia {
-                index_id: None,
-                title: "t",
-                source_path: "p",
-                content_hash: &hash,
-                size_bytes: 1,
-                idempotency_key: None,
-            })
-            .unwrap();
-        let segments: Vec<NewSegment> = (0..per_media as i64)
-            .map(|i| NewSegment {
-                segment_id: format!("seg_{m}_{i}"),
-                kind: SegmentKind::Video,
-                start_us: i * 1_000_000,
-                end_us: (i + 1) * 1_000_000,
-                segmentation_type: "fixed".into(),
-                keyframe_us: None,
-                keyframe_frame: None,
-                thumbnail_path: None,
-            })
-            .collect();
-        let done = Completed {
-            info: &info,
-            duration_us: per_media as i64 * 1_000_000,
-            segmentation_json: "{}",
-            gif_path: None,
-            warnings: &[],
-            segments: &segments,
-        };
-        engine.catalog().complete_media(&media.video_id, &done).unwrap();
-        let rows: Vec<NewVector> = segments
-            .iter()
-            .zip(&vectors[m * per_media..(m + 1) * per_media])
-            .map(|(s, v)| NewVector { segment_id: &s.segment_id, vector: v, source_text: Some("synthetic") })
-            .collect();
-        engine.catalog().insert_vectors("", Space::Transcript, &model, &rows).unwrap();
-    }
+    videovector::internals::seed_playground(&engine, &vectors, per_media, &model, Space::Transcript).unwrap();
     engine
 }
 
@@ -116,7 +65,7 @@ fn bench(c: &mut Criterion) {
     for n in [10_000usize, 100_000] {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine_with_segments(dir.path(), n);
-        let req = TextSearch { query: "he was not an ill disposed young man".into(), top_k: Some(10), run_ids: vec![] };
+        let req = TextSearch::new("he was not an ill disposed young man").top_k(10);
         engine.search().text(None, &req).unwrap(); // builds and saves the ANN index
         group.bench_function(format!("text_top10_{n}_segments"), |b| {
             b.iter(|| engine.search().text(None, &req).unwrap())

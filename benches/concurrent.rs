@@ -52,8 +52,14 @@ fn bench(c: &mut Criterion) {
     let options = EngineOptions::new().visual_model(ModelChoice::Off).asr_model(ModelChoice::Off);
     let engine = Engine::open_with(dir.path(), options).unwrap();
     let model = videovector::internals::text_model_ref(&engine).unwrap().expect("run `bash scripts/fetch_models.sh`");
-    videovector::internals::seed_playground(&engine, &unit_vectors(10_000, model.dims, 7), 1000, &model, Space::Transcript)
-        .unwrap();
+    videovector::internals::seed_playground(
+        &engine,
+        &unit_vectors(10_000, model.dims, 7),
+        1000,
+        &model,
+        Space::Transcript,
+    )
+    .unwrap();
     let req = TextSearch::new("he was not an ill disposed young man").top_k(10);
     engine.search().text(None, &req).unwrap(); // loads the ANN index and the encoder
     let media = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/media/long_1min.mp4");

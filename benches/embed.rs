@@ -7,7 +7,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use videovector::embed::{source, testing, ClipEncoder, ModelFiles, TextEncoder};
+use videovector::internals::ml::{source, testing, ClipEncoder, ModelFiles, TextEncoder};
 
 fn bench(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -37,8 +37,8 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     let files = source::resolve(
-        videovector::embed::DEFAULT_TEXT_MODEL,
-        videovector::embed::text::TEXT_MODEL_FILES,
+        videovector::internals::ml::DEFAULT_TEXT_MODEL,
+        videovector::internals::ml::text::TEXT_MODEL_FILES,
         &source::search_dirs(None),
     )
     .expect("run `bash scripts/fetch_models.sh` first");

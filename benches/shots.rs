@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use videovector::ingest::{analyse, ANALYSIS_SIZE};
-use videovector::media::{decode, DecodeOptions, Flow, FrameSink, VideoFrame};
-use videovector::segment::{ShotConfig, ShotDetector};
+use videovector::internals::media::{decode, DecodeOptions, Flow, FrameSink, VideoFrame};
+use videovector::internals::segment::{ShotConfig, ShotDetector};
+use videovector::internals::{analyse_file as analyse, ANALYSIS_SIZE};
 
 fn fixture(name: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/media").join(name);
@@ -37,16 +37,15 @@ impl FrameSink for Collect {
 }
 
 fn bench(c: &mut Criterion) {
-    // The options of the analysis pass (see `ingest::analyse`), without audio.
+    // The options of the analysis pass (see the analyse stage), without audio.
     let video_only = DecodeOptions { max_side: ANALYSIS_SIZE, video: true, audio: false, fast: true };
     for (name, frames) in [("bikes.mp4", 250u64), ("slideshow.mp4", 1000)] {
         let path = fixture(name);
         let mut group = c.benchmark_group(format!("shots/{name}"));
         group.throughput(Throughput::Elements(frames));
         group.sample_size(10);
-        group.bench_function("decode+detect", |b| {
-            b.iter(|| analyse(&path, &ShotConfig::default(), &mut |_| {}).unwrap().cuts.len())
-        });
+        group
+            .bench_function("decode+detect", |b| b.iter(|| analyse(&path, &ShotConfig::default()).unwrap().cuts.len()));
         group.bench_function("decode", |b| {
             b.iter(|| {
                 let mut sink = CountFrames(0);

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use videovector::store::ann::{AnnConfig, AnnIndex};
+use videovector::internals::ann::{AnnConfig, AnnIndex};
 
 /// splitmix64: a small, well-mixed deterministic generator.
 struct Rng(u64);

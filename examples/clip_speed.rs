@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use videovector::embed::{testing, ClipEncoder, ModelFiles};
+use videovector::internals::ml::{testing, ClipEncoder, ModelFiles};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);

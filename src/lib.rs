@@ -72,9 +72,9 @@ pub mod internals {
 
     use crate::{Engine, Result};
 
-    /// How many times this process built an ANN index from all of a space's rows.
+    /// How many times the calling thread built an ANN index from all of a space's rows.
     pub fn ann_full_builds() -> u64 {
-        crate::store::sqlite::vectors::FULL_BUILDS.load(std::sync::atomic::Ordering::Relaxed)
+        crate::store::sqlite::vectors::FULL_BUILDS.with(|n| n.get())
     }
 
     /// Analyse a file with nobody to cancel it.

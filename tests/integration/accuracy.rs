@@ -2,7 +2,7 @@
 //! anywhere inside the transition for gradual ones.
 
 use crate::common::{f64s, fixture, truth_of};
-use videovector::ingest::analyse;
+use videovector::tools::detect_shots;
 
 /// Ground-truth transitions of a clip as (from, to) seconds: a hard cut is a point.
 fn truth_transitions(name: &str) -> Vec<(f64, f64)> {
@@ -54,7 +54,7 @@ fn content_aware_detection_finds_every_cut_and_nothing_else() {
     let (mut tp, mut fp, mut fn_) = (0, 0, 0);
     let mut report = Vec::new();
     for name in CLIPS {
-        let analysis = analyse(&fixture(name), &Default::default(), &mut |_| {}).expect(name);
+        let analysis = detect_shots(&fixture(name)).expect(name);
         let fps = truth_of(name)["fps"].as_f64().unwrap_or(25.0);
         let detected: Vec<f64> = analysis.cuts.iter().map(|c| c.time_us as f64 / 1e6).collect();
         let (t, f, n) = score(&detected, &truth_transitions(name), 1.0 / fps);
@@ -71,7 +71,7 @@ fn content_aware_detection_finds_every_cut_and_nothing_else() {
 fn timestamps_come_from_frame_counts_when_the_container_lacks_them() {
     // Regression: packed B-frames in AVI give a third of the frames no pts and start the
     // best-effort timestamps two frames late; the cut at frame 50 must land at 2.00 s, not 2.08 s.
-    let analysis = analyse(&fixture("packed_bframes.avi"), &Default::default(), &mut |_| {}).unwrap();
+    let analysis = detect_shots(&fixture("packed_bframes.avi")).unwrap();
     let times: Vec<i64> = analysis.frames.iter().map(|f| f.time_us).collect();
     assert_eq!(times.len(), 100);
     assert_eq!(times[0], 0);

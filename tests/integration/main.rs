@@ -10,6 +10,7 @@ mod clip_golden;
 mod common;
 mod durability;
 mod ingest;
+mod jobs;
 mod search;
 mod transcripts;
 mod whisper;

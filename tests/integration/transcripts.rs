@@ -2,14 +2,14 @@
 //! said is searchable by meaning, audio files are transcribed like videos, and it can be
 //! turned off.
 
-use videovector::search::TextSearch;
+use videovector::TextSearch;
 use videovector::{Engine, EngineOptions, IngestOptions, ModelChoice, VideoSegmentation};
 
 use crate::common::{fixture, truth_of};
 use crate::whisper::{normalise, word_errors};
 
 fn engine(dir: &std::path::Path) -> Engine {
-    Engine::open_with(dir, EngineOptions { visual_model: ModelChoice::Off, ..Default::default() }).unwrap()
+    Engine::open_with(dir, EngineOptions::new().visual_model(ModelChoice::Off)).unwrap()
 }
 
 #[test]
@@ -18,10 +18,10 @@ fn each_utterance_lands_in_its_segment_and_text_search_finds_it() {
     let engine = engine(&dir.path().join("data"));
     let mut opts = IngestOptions::default();
     opts.segmentation.video_segmentation_type = VideoSegmentation::ContentAware;
-    let r = engine.media().ingest(fixture("slideshow.mp4"), &opts).unwrap();
+    let r = engine.videos().ingest(fixture("slideshow.mp4"), &opts).unwrap();
     assert!(r.warnings.iter().all(|w| !w.contains("transcribed")), "{:?}", r.warnings);
     let video_id = r.video_id.clone().unwrap();
-    let transcript = engine.transcript(&video_id).unwrap();
+    let transcript = engine.videos().transcript(&video_id).unwrap();
     let speech = truth_of("slideshow.mp4")["speech"].as_array().unwrap().clone();
     assert_eq!(r.segments.len(), speech.len());
     for (k, (segment, truth)) in r.segments.iter().zip(&speech).enumerate() {
@@ -39,19 +39,19 @@ fn each_utterance_lands_in_its_segment_and_text_search_finds_it() {
     // Phrases are in order and do not overlap (a phrase belongs to one segment: the one holding its middle).
     assert!(transcript.phrases.windows(2).all(|w| w[0].end <= w[1].start + 1e-6), "{:?}", transcript.phrases);
     // Words of the third utterance find the third segment, with what was said as the snippet.
-    let q = TextSearch { query: "rather selfish and cold hearted".into(), top_k: Some(3), run_ids: vec![] };
+    let q = TextSearch::new("rather selfish and cold hearted").top_k(3);
     let hits = engine.search().text(None, &q).unwrap();
     assert_eq!(hits.results[0].segment_id, r.segments[2].segment_id, "{:?}", hits.results);
-    assert_eq!(hits.results[0].modality, "transcript");
+    assert_eq!(hits.results[0].modality, videovector::Modality::Transcript);
     assert!(hits.results[0].snippet.as_deref().unwrap_or("").to_lowercase().contains("selfish"));
 
     // Keywords (FTS5): every word must occur; the hit is the segment holding the phrase.
-    let q = TextSearch { query: "amiable woman".into(), top_k: Some(5), run_ids: vec![] };
+    let q = TextSearch::new("amiable woman").top_k(5);
     let kw = engine.search().keyword(None, &q).unwrap();
-    assert_eq!(kw.score_kind, videovector::search::ScoreKind::Bm25);
+    assert_eq!(kw.score_kind, videovector::ScoreKind::Bm25);
     assert_eq!(kw.results.len(), 1, "{:?}", kw.results);
     assert_eq!(kw.results[0].segment_id, r.segments[3].segment_id);
-    let none = TextSearch { query: "spaceship".into(), top_k: Some(5), run_ids: vec![] };
+    let none = TextSearch::new("spaceship").top_k(5);
     assert!(engine.search().keyword(None, &none).unwrap().results.is_empty());
 }
 
@@ -59,8 +59,8 @@ fn each_utterance_lands_in_its_segment_and_text_search_finds_it() {
 fn audio_files_are_transcribed_and_transcription_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(&dir.path().join("data"));
-    let r = engine.media().ingest(fixture("speech.mp3"), &IngestOptions::default()).unwrap();
-    let t = engine.transcript(r.video_id.as_deref().unwrap()).unwrap();
+    let r = engine.videos().ingest(fixture("speech.mp3"), &IngestOptions::default()).unwrap();
+    let t = engine.videos().transcript(r.video_id.as_deref().unwrap()).unwrap();
     let sentences = truth_of("speech.wav")["speech"].as_array().unwrap().clone();
     let heard = normalise(&t.phrases.iter().map(|p| p.text.as_str()).collect::<Vec<_>>().join(" "));
     let said = normalise(&sentences.iter().map(|s| s["text"].as_str().unwrap()).collect::<Vec<_>>().join(" "));
@@ -76,20 +76,24 @@ fn audio_files_are_transcribed_and_transcription_can_be_turned_off() {
         assert!(p.start <= end && p.end >= start, "phrase {p:?} is not where the sentence {start}..{end} is");
     }
 
-    let silent = engine.media().ingest(fixture("silence.wav"), &IngestOptions::default()).unwrap();
-    assert!(engine.transcript(silent.video_id.as_deref().unwrap()).unwrap().phrases.is_empty(), "no text from silence");
+    let silent = engine.videos().ingest(fixture("silence.wav"), &IngestOptions::default()).unwrap();
+    assert!(
+        engine.videos().transcript(silent.video_id.as_deref().unwrap()).unwrap().phrases.is_empty(),
+        "no text from silence"
+    );
 
-    let off = IngestOptions { enable_transcription: Some(false), ..Default::default() };
-    let r = engine.media().ingest(fixture("speech.wav"), &off).unwrap();
-    assert!(engine.transcript(r.video_id.as_deref().unwrap()).unwrap().phrases.is_empty());
+    let off = IngestOptions::new().enable_transcription(false);
+    let r = engine.videos().ingest(fixture("speech.wav"), &off).unwrap();
+    assert!(engine.videos().transcript(r.video_id.as_deref().unwrap()).unwrap().phrases.is_empty());
 
     // Asking for transcription without a speech model is an error before anything is stored.
     let no_asr = Engine::open_with(
         dir.path().join("other"),
-        EngineOptions { visual_model: ModelChoice::Off, asr_model: ModelChoice::Off, ..Default::default() },
+        EngineOptions::new().visual_model(ModelChoice::Off).asr_model(ModelChoice::Off),
     )
     .unwrap();
-    let on = IngestOptions { enable_transcription: Some(true), ..Default::default() };
-    assert!(no_asr.media().ingest(fixture("speech.wav"), &on).is_err());
+    let on = IngestOptions::new().enable_transcription(true);
+    let err = no_asr.videos().ingest(fixture("speech.wav"), &on).unwrap_err();
+    assert_eq!(err.kind(), videovector::ErrorKind::Unavailable, "{err}");
     assert_eq!(crate::common::media_count(&no_asr), 0);
 }

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use candle_core::{Device, IndexOp};
 use serde_json::Value;
-use videovector::embed::whisper::{mel_filters, WhisperModel, WHISPER_FILES};
-use videovector::embed::{source, DEFAULT_ASR_MODEL};
-use videovector::media::{decode, DecodeOptions, Flow, FrameSink, VideoFrame};
+use videovector::internals::media::{decode, DecodeOptions, Flow, FrameSink, VideoFrame};
+use videovector::internals::ml::whisper::{mel_filters, WhisperModel, WHISPER_FILES};
+use videovector::internals::ml::{source, DEFAULT_ASR_MODEL};
 
 use crate::common::fixture;
 
@@ -192,7 +192,7 @@ fn the_multilingual_base_model_detects_english_and_transcribes_better() {
 fn a_converted_hf_folder_loads_and_agrees_with_the_ctranslate2_one() {
     let ct2 = source::resolve(DEFAULT_ASR_MODEL, &WHISPER_FILES[..1], &source::search_dirs(None)).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    videovector::embed::ct2::convert_whisper_folder(&ct2.dir, dir.path()).unwrap();
+    videovector::internals::ml::ct2::convert_whisper_folder(&ct2.dir, dir.path()).unwrap();
     for f in WHISPER_FILES {
         assert!(dir.path().join(f).is_file(), "{f} written");
     }

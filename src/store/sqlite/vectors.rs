@@ -24,9 +24,11 @@ use crate::types::{ModelRef, Scope, Space};
 
 type SpaceKey = (String, Space);
 
-/// Full builds of an ANN index from the catalog's rows, in this process (what deletes and writes
-/// by other processes must not cause).
-pub(crate) static FULL_BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+thread_local! {
+    /// Full builds of an ANN index from the catalog's rows made by this thread (what deletes and
+    /// writes by other processes must not cause). Per thread, so that a test can count its own.
+    pub(crate) static FULL_BUILDS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
 
 /// A loaded index, the keys it holds and the generation of the catalog it reflects.
 struct Loaded {
@@ -72,7 +74,7 @@ impl AnnCache {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let generation = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".usearch"));
-            if generation.is_some_and(|g| keep.is_none_or(|k| g != k.to_string())) {
+            if generation.is_some_and(|g| keep.map_or(true, |k| g != k.to_string())) {
                 // Best effort: a leftover file is never loaded (its generation is not current).
                 let _ = std::fs::remove_file(e.path());
             }
@@ -191,7 +193,7 @@ impl SqliteStore {
                         all.sort_unstable();
                         let rows = self.db.read(|c| vectors_of(c, &all))?;
                         let index = AnnIndex::build(dims, self.ann.config, &rows)?;
-                        FULL_BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        FULL_BUILDS.with(|n| n.set(n.get() + 1));
                         index.save(&file)?;
                         self.ann.remove_old_files(key, Some(generation));
                         index
@@ -245,6 +247,15 @@ impl VectorStore for SqliteStore {
             )));
         }
         let sk = scope_key(scope);
+        let key = (sk.to_string(), space);
+        // Load the index before the write (from its file when current), so that the write is
+        // applied to it and saved with the next flush: an engine that only writes (an ingest)
+        // must not leave the file a generation behind for the next search to rebuild in full.
+        if let Some((made_by, generation)) = self.db.read(|c| space_state(c, sk, space))? {
+            if made_by.dims == model.dims {
+                self.fresh_index(&key, model.dims, generation)?;
+            }
+        }
         let (before, after, removed, keys) = self.db.write(|tx| {
             match recorded_model(tx, sk, space)? {
                 Some(made_by) if made_by.id != model.id || made_by.revision != model.revision => {
@@ -310,7 +321,11 @@ impl VectorStore for SqliteStore {
             Ok((before, generation_of(tx, sk, space)?, removed, keys))
         })?;
         let added: Vec<(u64, &[f32])> = keys.into_iter().zip(rows.iter().map(|r| r.vector)).collect();
-        self.apply(&(sk.to_string(), space), before, after, &removed, &added)
+        self.apply(&key, before, after, &removed, &added)?;
+        // The first vectors of a space (nothing was loaded), or a write by another process in
+        // between: bring the index up to the catalog now.
+        self.fresh_index(&key, model.dims, after)?;
+        Ok(())
     }
 
     fn remove_media(&self, video_id: &VideoId) -> Result<()> {
