@@ -20,3 +20,9 @@ done
 echo
 echo 'search text "rather selfish and cold hearted" (score, segment, video, span, modality, thumbnail):'
 vv search text "rather selfish and cold hearted" --index fixtures --top-k 3
+echo
+echo "jobs (one per ingested file; job_id, kind, status, stage, video_id):"
+vv jobs list
+echo
+echo "last events of the log:"
+vv events --since 0 | tail -n 4

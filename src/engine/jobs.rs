@@ -69,7 +69,7 @@ impl<'a> Events<'a> {
     }
 
     /// Events after `event_id` (0: from the start), oldest first, at most `limit` (1 to
-    /// [`MAX_EVENTS`]).
+    /// 1000).
     pub fn since(&self, event_id: u64, limit: usize) -> Result<Vec<Event>> {
         if limit == 0 || limit > MAX_EVENTS {
             return Err(Error::invalid("limit", format!("must be between 1 and {MAX_EVENTS}, got {limit}")));

@@ -82,7 +82,7 @@ pub struct MediaInfo {
     /// Container format as FFmpeg names it (`mov,mp4,m4a,3gp,3g2,mj2`, `wav`, `png`, ...).
     pub container: String,
     /// Duration in seconds from the container, when it declares one. The exact duration used for
-    /// segmentation comes from decoding (see [`crate::segment`]).
+    /// segmentation comes from decoding (see [`Media::duration`]).
     pub duration: Option<f64>,
     pub video: Option<VideoInfo>,
     pub audio: Option<AudioInfo>,
