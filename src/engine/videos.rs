@@ -497,7 +497,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn directory_symlink_loop_is_walked_once() {
+    fn regression_directory_symlink_loop_recurses_without_end() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a");
         std::fs::create_dir(&a).unwrap();

@@ -44,8 +44,11 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Several threads search while two ingests add vectors and a delete removes some: no error,
+/// every answer consistent. Also the regression test for concurrent ANN add and search (usearch
+/// must not `reserve` while another thread searches the same index).
 #[test]
-fn threads_search_while_two_ingests_and_a_delete_run() {
+fn regression_concurrent_ann_add_and_search() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open_with(dir.path().join("data"), options()).unwrap();
     engine.indexes().create("shared", None).unwrap();
