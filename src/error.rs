@@ -18,6 +18,11 @@ pub enum Error {
     #[error("invalid request: {field}: {message}")]
     InvalidRequest { field: String, message: String },
 
+    /// A JSON Schema outside the supported subset, or not a schema at all (HTTP 422); `pointer`
+    /// is the JSON pointer of the offending part (`/properties/mood/type`).
+    #[error("invalid schema at {pointer:?}: {message}")]
+    InvalidSchema { pointer: String, message: String },
+
     /// An id or name that does not exist (HTTP 404).
     #[error("{kind} not found: {id}{}", hint.as_ref().map(|h| format!(". {h}")).unwrap_or_default())]
     NotFound { kind: &'static str, id: String, hint: Option<String> },
@@ -105,7 +110,7 @@ impl Error {
             Error::Conflict(_) | Error::IdempotencyConflict { .. } | Error::ModelMismatch(_) | Error::Cancelled => {
                 ErrorKind::Conflict
             }
-            Error::Media { .. } => ErrorKind::Unprocessable,
+            Error::Media { .. } | Error::InvalidSchema { .. } => ErrorKind::Unprocessable,
             Error::ModelMissing { .. } | Error::ModelUnavailable(_) => ErrorKind::Unavailable,
             Error::Io { .. } | Error::Store(_) | Error::Model { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
@@ -115,6 +120,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::InvalidRequest { .. } => "invalid_request",
+            Error::InvalidSchema { .. } => "invalid_schema",
             Error::NotFound { .. } => "not_found",
             Error::Conflict(_) => "conflict",
             Error::IdempotencyConflict { .. } => "idempotency_conflict",

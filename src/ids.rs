@@ -108,6 +108,26 @@ id_type!(
     JobId,
     "job"
 );
+id_type!(
+    /// A prompt (`prompt_...`).
+    PromptId,
+    "prompt"
+);
+id_type!(
+    /// A prompt run (`run_...`).
+    RunId,
+    "run"
+);
+id_type!(
+    /// A retry of one segment of a prompt run (`retry_...`).
+    RetryId,
+    "retry"
+);
+id_type!(
+    /// One language-model call (`llm_...`).
+    LlmCallId,
+    "llm"
+);
 
 #[cfg(test)]
 mod tests {

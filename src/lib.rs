@@ -20,6 +20,7 @@
 
 mod engine;
 mod error;
+mod extraction;
 mod ids;
 mod jobs;
 mod media;
@@ -34,9 +35,11 @@ mod types;
 pub use engine::{
     Batch, Embeddings, Engine, EngineOptions, Events, Indexes, IngestResult, Jobs, Search, SegmentEmbedding,
     SegmentQuery, StatusSnapshot, Submission, TextEmbedding, TextEmbeddings, Transcript, VideoEmbeddings, Videos,
+    PromptRuns, Prompts,
 };
 pub use error::{Error, ErrorKind, Result};
-pub use ids::{IndexId, JobId, SegmentId, VideoId};
+pub use ids::{IndexId, JobId, LlmCallId, PromptId, RetryId, RunId, SegmentId, VideoId};
+pub use ml::llm::{DEFAULT_LANGUAGE_MODEL, HOSTED_MODEL_NAMES};
 pub use ml::{ModelChoice, DEFAULT_ASR_MODEL, DEFAULT_TEXT_MODEL, DEFAULT_VISUAL_MODEL};
 pub use pipeline::{IngestOptions, OutputConfig};
 pub use search::{
@@ -46,7 +49,9 @@ pub use search::{
 pub use segment::{AudioSegmentation, PauseConfig, SegmentationConfig, ShotConfig, SmartConfig, VideoSegmentation};
 pub use store::AnnConfig;
 pub use types::{
-    AudioInfo, Event, EventType, Index, Job, JobKind, JobProgress, JobStage, JobStatus, Media, MediaInfo, MediaType,
+    AudioInfo, Event, EventType, FailedSegment, Index, LlmCall, NewPrompt, Prompt, PromptRun, PromptUpdate, PromptUsage,
+    RunEstimate, RunRequest, RunStatus, RunTarget, SchemaCheck, SchemaViolation, SegmentResult, SegmentRetry,
+    SemanticIndexing, VideoLevel, VideoResult, Job, JobKind, JobProgress, JobStage, JobStatus, Media, MediaInfo, MediaType,
     ModelRef, Page, PageRequest, Phrase, Scope, Segment, SegmentKind, Space, Status, VideoInfo, DEFAULT_PAGE_LIMIT,
     MAX_PAGE_LIMIT,
 };

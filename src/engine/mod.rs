@@ -8,6 +8,7 @@
 mod embeddings;
 mod indexes;
 mod jobs;
+mod prompts;
 mod search;
 mod videos;
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 pub use embeddings::{Embeddings, SegmentEmbedding, TextEmbedding, TextEmbeddings, VideoEmbeddings};
 pub use indexes::Indexes;
 pub use jobs::{Events, Jobs};
+pub use prompts::{PromptRuns, Prompts};
 pub use search::Search;
 pub use videos::{Batch, IngestResult, SegmentQuery, StatusSnapshot, Submission, Transcript, Videos};
 
@@ -104,6 +106,19 @@ impl Core {
                     Error::Internal(format!("job {} has an ingest request this build cannot read: {e}", job.job_id))
                 })?;
                 crate::pipeline::run(&self.stores, &self.models, &req, ctx)
+            }
+            JobKind::PromptRun => {
+                let req: crate::extraction::RunJob = serde_json::from_value(job.request.clone()).map_err(|e| {
+                    Error::Internal(format!("job {} has a run request this build cannot read: {e}", job.job_id))
+                })?;
+                crate::extraction::run(&self.stores, &self.models, &req.run_id, ctx)
+            }
+            JobKind::SegmentRetry => {
+                let req: crate::extraction::RetryJob = serde_json::from_value(job.request.clone()).map_err(|e| {
+                    Error::Internal(format!("job {} has a retry request this build cannot read: {e}", job.job_id))
+                })?;
+                let retry = self.stores.prompts.retry(&req.retry_id)?;
+                crate::extraction::retry(&self.stores, &self.models, &retry, ctx)
             }
             #[allow(unreachable_patterns)]
             _ => Err(Error::Internal(format!(
@@ -199,6 +214,16 @@ impl Engine {
     /// `client.embeddings`: raw vectors, and (re-)embedding keyframes.
     pub fn embeddings(&self) -> Embeddings<'_> {
         Embeddings::new(self)
+    }
+
+    /// `client.prompts`: extraction schemas with instructions.
+    pub fn prompts(&self) -> Prompts<'_> {
+        Prompts::new(self)
+    }
+
+    /// `client.prompt_runs`: prompts executed over media with a local language model.
+    pub fn prompt_runs(&self) -> PromptRuns<'_> {
+        PromptRuns::new(self)
     }
 
     /// Long-running work: list, get, cancel, wait.

@@ -3,6 +3,7 @@
 
 pub mod clip;
 pub mod ct2;
+pub mod llm;
 mod models;
 pub mod preprocess;
 pub mod source;

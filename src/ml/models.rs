@@ -6,12 +6,14 @@
 //! A failed load is remembered for [`RETRY_AFTER`], then tried again, so a long-lived engine
 //! recovers once a model folder is fixed.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::llm::{self, LanguageModel};
 use super::{clip::CLIP_FILES, source, text::TEXT_MODEL_FILES, ClipEncoder, ModelFiles, TextEncoder, WhisperModel};
 use crate::error::{Error, Result};
 
@@ -89,6 +91,9 @@ pub(crate) struct Models {
     speech: Mutex<Slot<WhisperModel>>,
     /// Idle Whisper decoders (clones of the loaded one).
     speech_pool: Mutex<Vec<WhisperModel>>,
+    /// Language models by GGUF path, loaded when a prompt run first asks for one. Generation
+    /// takes the model's own lock (its attention cache): runs on one model take turns.
+    language: Mutex<HashMap<PathBuf, Arc<Mutex<LanguageModel>>>>,
 }
 
 /// A Whisper decoder on loan from the pool; goes back when dropped.
@@ -128,6 +133,7 @@ impl Models {
             text: Mutex::new(Slot::NotLoaded),
             speech: Mutex::new(Slot::NotLoaded),
             speech_pool: Mutex::default(),
+            language: Mutex::default(),
         }
     }
 
@@ -198,6 +204,21 @@ impl Models {
         let idle = self.speech_pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let model = idle.unwrap_or_else(|| (*base).clone());
         Ok(Some(SpeechModel { model: Some(model), pool: &self.speech_pool }))
+    }
+
+    /// The language model `spec` names (a GGUF path, a model id, a hosted name; `None`: the
+    /// default), loaded on first use. Returns the resolved file's path too.
+    pub fn language(&self, spec: Option<&str>) -> Result<(PathBuf, Arc<Mutex<LanguageModel>>)> {
+        let spec = spec.unwrap_or(llm::DEFAULT_LANGUAGE_MODEL);
+        let path = llm::resolve(spec, &source::search_dirs(Some(&self.data_dir)))?;
+        let mut loaded = self.language.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = loaded.get(&path) {
+            return Ok((path, m.clone()));
+        }
+        let id = if llm::HOSTED_MODEL_NAMES.contains(&spec) { llm::DEFAULT_LANGUAGE_MODEL } else { spec };
+        let model = Arc::new(Mutex::new(LanguageModel::load(&path, id, &self.device)?));
+        loaded.insert(path.clone(), model.clone());
+        Ok((path, model))
     }
 
     /// Why a role has no model, when its default was asked for and not found.

@@ -160,7 +160,7 @@ pub(crate) fn embed_transcripts(stores: &Stores, models: &Models, media: &Media)
 }
 
 /// The text spoken in each segment (segments with none are left out).
-fn spoken_per_segment(segments: &[Segment], phrases: &[Phrase]) -> Vec<(SegmentId, String)> {
+pub(crate) fn spoken_per_segment(segments: &[Segment], phrases: &[Phrase]) -> Vec<(SegmentId, String)> {
     segments
         .iter()
         .enumerate()

@@ -36,48 +36,7 @@ impl Span {
     }
 }
 
-/// The API's `video_segmentation_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VideoSegmentation {
-    /// Shots, merged and split into a target length range (see [`SmartConfig`]). The API's default.
-    #[default]
-    Smart,
-    /// Spans of `video_segment_duration` seconds.
-    Fixed,
-    /// One segment per shot (see [`ShotConfig`]).
-    ContentAware,
-}
-
-/// The API's `audio_segmentation_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AudioSegmentation {
-    /// Spans of `audio_segment_duration` seconds.
-    Fixed,
-    /// Cut at pauses (see [`PauseConfig`]), so that no word is split.
-    #[default]
-    ContentAware,
-}
-
-impl VideoSegmentation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VideoSegmentation::Smart => "smart",
-            VideoSegmentation::Fixed => "fixed",
-            VideoSegmentation::ContentAware => "content_aware",
-        }
-    }
-}
-
-impl AudioSegmentation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AudioSegmentation::Fixed => "fixed",
-            AudioSegmentation::ContentAware => "content_aware",
-        }
-    }
-}
+pub use crate::types::{AudioSegmentation, VideoSegmentation};
 
 impl std::str::FromStr for VideoSegmentation {
     type Err = Error;

@@ -19,10 +19,11 @@ pub(crate) use blobs::{BlobKey, BlobStore, LocalBlobs};
 pub(crate) use sqlite::SqliteStore;
 
 use crate::error::Result;
-use crate::ids::{IndexId, JobId, SegmentId, VideoId};
+use crate::ids::{IndexId, JobId, RetryId, RunId, SegmentId, VideoId};
 use crate::types::{
-    Event, Index, Job, JobProgress, JobRequest, JobStatus, Media, MediaInfo, ModelRef, NewEvent, Page, PageRequest,
-    Phrase, Scope, Segment, SegmentKind, Space,
+    Event, FailedSegment, Index, Job, JobProgress, JobRequest, JobStatus, LlmCall, Media, MediaInfo, ModelRef,
+    NewEvent, NewPrompt, Page, PageRequest, Phrase, Prompt, PromptRun, PromptUpdate, PromptUsage, RunStatus, Scope,
+    Segment, SegmentKind, SegmentResult, SegmentRetry, Space, VideoResult,
 };
 
 /// Which media a listing covers.
@@ -261,12 +262,75 @@ pub(crate) trait EventLog: Send + Sync {
 }
 
 /// Everything an engine stores, behind the traits. Cheap to clone.
+/// A prompt run to create, with the media it covers (fixed when the run is created) and the
+/// job that will run it.
+#[derive(Debug, Clone)]
+pub(crate) struct NewRun<'a> {
+    pub run: &'a PromptRun,
+    pub videos: &'a [VideoId],
+    /// `(key, hash of the request)`: the same key with another request is a conflict.
+    pub idempotency: Option<(&'a str, &'a str)>,
+}
+
+/// Measured speed of a model, from the calls logged for it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Throughput {
+    pub calls: u64,
+    pub prefill_tokens_per_second: f64,
+    pub decode_tokens_per_second: f64,
+    pub mean_output_tokens: f64,
+}
+
+/// Prompts, prompt runs and what they produce: segment and media-wide results, retries and the
+/// language-model call log. Run counts (completed, failed) are derived from the stored results,
+/// so they cannot drift from them.
+pub(crate) trait PromptStore: Send + Sync {
+    /// Create a prompt; with an idempotency key, the same key and request give back the prompt
+    /// made the first time, and another request is [`crate::Error::IdempotencyConflict`].
+    fn create_prompt(&self, new: &NewPrompt, idempotency: Option<(&str, &str)>) -> Result<Prompt>;
+    fn prompt(&self, prompt_id: &str) -> Result<Prompt>;
+    fn list_prompts(&self, active_only: bool) -> Result<Vec<Prompt>>;
+    fn update_prompt(&self, prompt_id: &str, update: &PromptUpdate) -> Result<Prompt>;
+    /// Delete a prompt no run used; one that runs used is deactivated with `force` (its runs keep
+    /// their copy), and refused without it.
+    fn delete_prompt(&self, prompt_id: &str, force: bool) -> Result<()>;
+    fn prompt_usage(&self, prompt_id: &str) -> Result<PromptUsage>;
+
+    /// Create a run, its media list and its job in one transaction. Returns the run and whether it
+    /// is new (false: an idempotent repeat).
+    fn create_run(&self, new: &NewRun<'_>, job: &JobRequest) -> Result<(PromptRun, bool)>;
+    fn run(&self, run_id: &str) -> Result<PromptRun>;
+    /// Newest first.
+    fn list_runs(&self, limit: usize) -> Result<Vec<PromptRun>>;
+    fn run_videos(&self, run_id: &str) -> Result<Vec<VideoId>>;
+    fn set_run_totals(&self, run_id: &RunId, total_segments: u64, total_video_seconds: f64) -> Result<()>;
+    fn set_run_status(&self, run_id: &RunId, status: RunStatus, error: Option<&str>) -> Result<PromptRun>;
+    fn request_run_cancel(&self, run_id: &str) -> Result<PromptRun>;
+    /// Record a segment's outcome (replacing an earlier one and counting the attempt).
+    fn save_segment_result(&self, result: &SegmentResult) -> Result<()>;
+    fn segment_result(&self, run_id: &str, segment_id: &str) -> Result<Option<SegmentResult>>;
+    fn segment_results(&self, run_id: &str, video_id: &str, page: &PageRequest) -> Result<Page<SegmentResult>>;
+    /// Segments of a media item that already have a successful result in this run.
+    fn done_segments(&self, run_id: &str, video_id: &str) -> Result<HashSet<SegmentId>>;
+    fn save_video_result(&self, result: &VideoResult) -> Result<()>;
+    fn video_result(&self, run_id: &str, video_id: &str) -> Result<Option<VideoResult>>;
+    fn failed_segments(&self, run_id: &str) -> Result<Vec<FailedSegment>>;
+    fn log_llm_call(&self, call: &LlmCall) -> Result<()>;
+    fn llm_calls(&self, run_id: &str) -> Result<Vec<LlmCall>>;
+    /// Speed of `model` over its successful logged calls (`None` before the first).
+    fn throughput(&self, model: &str) -> Result<Option<Throughput>>;
+    fn create_retry(&self, retry: &SegmentRetry, job: &JobRequest) -> Result<(SegmentRetry, bool)>;
+    fn retry(&self, retry_id: &str) -> Result<SegmentRetry>;
+    fn set_retry_status(&self, retry_id: &RetryId, status: &str, error: Option<&str>) -> Result<()>;
+}
+
 #[derive(Clone)]
 pub(crate) struct Stores {
     pub catalog: Arc<dyn CatalogWrite>,
     pub vectors: Arc<dyn VectorStore>,
     pub jobs: Arc<dyn JobStore>,
     pub events: Arc<dyn EventLog>,
+    pub prompts: Arc<dyn PromptStore>,
     pub blobs: Arc<dyn BlobStore>,
 }
 
@@ -275,11 +339,19 @@ impl Stores {
     pub fn embedded(root: &std::path::Path, ann: AnnConfig) -> Result<Self> {
         let blobs = Arc::new(LocalBlobs::create(root)?);
         let store = Arc::new(SqliteStore::open(&root.join("catalog.sqlite"), &root.join("ann"), ann)?);
-        Ok(Stores { catalog: store.clone(), vectors: store.clone(), jobs: store.clone(), events: store, blobs })
+        Ok(Stores {
+            catalog: store.clone(),
+            vectors: store.clone(),
+            jobs: store.clone(),
+            events: store.clone(),
+            prompts: store,
+            blobs,
+        })
     }
 }
 
 pub use sqlite::AnnConfig;
+pub(crate) use sqlite::now_rfc3339 as now;
 
 /// Every segment of a media item of one kind, in order (all pages).
 pub(crate) fn all_segments(catalog: &dyn CatalogRead, video_id: &str, kind: SegmentKind) -> Result<Vec<Segment>> {

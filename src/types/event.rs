@@ -19,6 +19,14 @@ super::api_enum! {
         JobCancelled = "job.cancelled",
         /// Put back to `pending` after a crash or a shutdown.
         JobRequeued = "job.requeued",
+        PromptCreated = "prompt.created",
+        PromptUpdated = "prompt.updated",
+        PromptDeleted = "prompt.deleted",
+        PromptRunCreated = "prompt_run.created",
+        PromptRunProcessing = "prompt_run.processing",
+        PromptRunCompleted = "prompt_run.completed",
+        PromptRunFailed = "prompt_run.failed",
+        PromptRunCancelled = "prompt_run.cancelled",
     }
 }
 

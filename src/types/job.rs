@@ -31,6 +31,10 @@ super::api_enum! {
     pub enum JobKind ("kind") {
         /// Ingest one media file: analyse, segment, extract, embed, transcribe.
         Ingest = "ingest",
+        /// Run a prompt over its target's segments.
+        PromptRun = "prompt_run",
+        /// Run one segment of a prompt run again.
+        SegmentRetry = "segment_retry",
     }
 }
 
@@ -42,6 +46,8 @@ super::api_enum! {
         Extracting = "extracting",
         Embedding = "embedding",
         Transcribing = "transcribing",
+        /// A prompt run asks the language model about each segment.
+        ExtractingFields = "extracting_fields",
         Done = "done",
     }
 }

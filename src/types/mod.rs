@@ -8,6 +8,7 @@ mod event;
 mod job;
 mod media;
 mod page;
+mod prompt;
 mod segment;
 mod vector;
 
@@ -16,7 +17,11 @@ pub(crate) use job::JobRequest;
 pub use job::{Job, JobKind, JobProgress, JobStage, JobStatus};
 pub use media::{AudioInfo, Index, Media, MediaInfo, MediaType, Status, VideoInfo};
 pub use page::{Page, PageRequest, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
-pub use segment::{Phrase, Segment, SegmentKind};
+pub use prompt::{
+    FailedSegment, LlmCall, NewPrompt, Prompt, PromptRun, PromptUpdate, PromptUsage, RunEstimate, RunRequest, RunStatus,
+    RunTarget, SchemaCheck, SchemaViolation, SegmentResult, SegmentRetry, SemanticIndexing, VideoLevel, VideoResult,
+};
+pub use segment::{AudioSegmentation, Phrase, Segment, SegmentKind, VideoSegmentation};
 pub use vector::{ModelRef, Space};
 
 use serde::{Deserialize, Serialize};

@@ -57,3 +57,46 @@ pub struct Phrase {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
 }
+
+/// The API's `video_segmentation_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoSegmentation {
+    /// Shots, merged and split into a target length range (see `SmartConfig`). The API's default.
+    #[default]
+    Smart,
+    /// Spans of `video_segment_duration` seconds.
+    Fixed,
+    /// One segment per shot (see `ShotConfig`).
+    ContentAware,
+}
+
+/// The API's `audio_segmentation_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AudioSegmentation {
+    /// Spans of `audio_segment_duration` seconds.
+    Fixed,
+    /// Cut at pauses (see `PauseConfig`), so that no word is split.
+    #[default]
+    ContentAware,
+}
+
+impl VideoSegmentation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VideoSegmentation::Smart => "smart",
+            VideoSegmentation::Fixed => "fixed",
+            VideoSegmentation::ContentAware => "content_aware",
+        }
+    }
+}
+
+impl AudioSegmentation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AudioSegmentation::Fixed => "fixed",
+            AudioSegmentation::ContentAware => "content_aware",
+        }
+    }
+}

@@ -1,5 +1,7 @@
 //! The `videovector` command line: argument parsing and printing only; the work is in the library.
 
+mod prompts;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -89,6 +91,12 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Prompts: extraction schemas with instructions (create, list, get, update, delete, test-schema, usage, generate).
+    #[command(subcommand)]
+    Prompt(prompts::PromptCommand),
+    /// Prompt runs: a prompt executed over media by the local language model.
+    #[command(subcommand)]
+    Run(prompts::RunCommand),
     /// Detect shot boundaries in a file without ingesting it.
     Shots {
         path: PathBuf,
@@ -334,7 +342,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     // Only the commands that process media run workers; the others read, or queue work for an
     // engine that runs them.
-    let workers = usize::from(matches!(cli.command, Command::Ingest(_) | Command::Resume));
+    let workers = usize::from(match &cli.command {
+        Command::Ingest(_) | Command::Resume => true,
+        Command::Run(cmd) => prompts::needs_workers(cmd),
+        _ => false,
+    });
     let options = EngineOptions::new()
         .visual_model(model_choice(cli.visual_model))
         .text_model(model_choice(cli.text_model))
@@ -386,6 +398,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return report(&results, json);
         }
         Command::Jobs(cmd) => return jobs_cmd(&engine, cmd, json),
+        Command::Prompt(cmd) => return prompts::prompt_cmd(&engine, cmd),
+        Command::Run(cmd) => return prompts::run_cmd(&engine, cmd, json),
         Command::Events { since, follow } => return events_cmd(&engine, since, follow),
         Command::Segments(args) => {
             let mut query = SegmentQuery::new();

@@ -68,28 +68,48 @@ fn finish(tx: &Connection, job: &Job, status: JobStatus, error: Option<&str>) ->
     Ok(())
 }
 
-impl JobStore for SqliteStore {
-    fn create_job(&self, request: &JobRequest) -> Result<Job> {
-        let id = JobId::generate();
-        let now = now_rfc3339();
-        self.db.write(|tx| {
+/// Insert a pending job (inside a caller's transaction, so that a record and its job appear together).
+pub(super) fn insert_job(tx: &Connection, request: &JobRequest) -> Result<Job> {
+    let id = JobId::generate();
+    let now = now_rfc3339();
+    tx.execute(
+        "INSERT INTO jobs (job_id, kind, status, video_id, index_id, request_json, created_at, updated_at)
+         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?6)",
+        params![
+            id.as_str(),
+            request.kind.as_str(),
+            request.video_id.as_deref(),
+            request.index_id.as_deref(),
+            request.request_json,
+            now
+        ],
+    )
+    .db()?;
+    let job = get_job(tx, &id)?;
+    append_event(tx, &job_event(&job, EventType::JobCreated, serde_json::Value::Null))?;
+    Ok(job)
+}
+
+/// Cancel a pending job at once, or ask a running one to stop at its next check.
+pub(super) fn request_cancel(tx: &Connection, job_id: &str) -> Result<Job> {
+    let job = get_job(tx, job_id)?;
+    match job.status {
+        JobStatus::Pending => finish(tx, &job, JobStatus::Cancelled, None)?,
+        JobStatus::Processing => {
             tx.execute(
-                "INSERT INTO jobs (job_id, kind, status, video_id, index_id, request_json, created_at, updated_at)
-                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?6)",
-                params![
-                    id.as_str(),
-                    request.kind.as_str(),
-                    request.video_id.as_deref(),
-                    request.index_id.as_deref(),
-                    request.request_json,
-                    now
-                ],
+                "UPDATE jobs SET cancel_requested = 1, updated_at = ?2 WHERE job_id = ?1",
+                params![job_id, now_rfc3339()],
             )
             .db()?;
-            let job = get_job(tx, &id)?;
-            append_event(tx, &job_event(&job, EventType::JobCreated, serde_json::Value::Null))?;
-            Ok(job)
-        })
+        }
+        _ => {}
+    }
+    get_job(tx, job_id)
+}
+
+impl JobStore for SqliteStore {
+    fn create_job(&self, request: &JobRequest) -> Result<Job> {
+        self.db.write(|tx| insert_job(tx, request))
     }
 
     fn job(&self, job_id: &str) -> Result<Job> {
@@ -196,21 +216,7 @@ impl JobStore for SqliteStore {
     }
 
     fn cancel_job(&self, job_id: &str) -> Result<Job> {
-        self.db.write(|tx| {
-            let job = get_job(tx, job_id)?;
-            match job.status {
-                JobStatus::Pending => finish(tx, &job, JobStatus::Cancelled, None)?,
-                JobStatus::Processing => {
-                    tx.execute(
-                        "UPDATE jobs SET cancel_requested = 1, updated_at = ?2 WHERE job_id = ?1",
-                        params![job_id, now_rfc3339()],
-                    )
-                    .db()?;
-                }
-                _ => {}
-            }
-            get_job(tx, job_id)
-        })
+        self.db.write(|tx| request_cancel(tx, job_id))
     }
 
     fn requeue_orphans(&self, is_dead: &dyn Fn(&str) -> bool) -> Result<Vec<JobId>> {

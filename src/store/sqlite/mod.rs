@@ -8,6 +8,7 @@
 pub(crate) mod ann;
 mod catalog;
 mod jobs;
+mod prompts;
 pub(crate) mod vectors;
 
 use std::path::{Path, PathBuf};
@@ -187,6 +188,73 @@ CREATE TABLE events (
     created_at      TEXT NOT NULL,
     payload_json    TEXT
 );
+"#,
+    // 5: prompts, prompt runs, their results, retries and the language-model call log. Records
+    // are JSON documents beside the columns that are queried.
+    r#"
+CREATE TABLE prompts (
+    prompt_id       TEXT PRIMARY KEY,
+    is_active       INTEGER NOT NULL DEFAULT 1,
+    doc             TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    request_hash    TEXT,
+    created_at      TEXT NOT NULL
+);
+CREATE TABLE prompt_runs (
+    run_id          TEXT PRIMARY KEY,
+    prompt_id       TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('pending', 'processing', 'completed', 'completed_with_failures', 'failed', 'cancelled')),
+    doc             TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    request_hash    TEXT,
+    created_at      TEXT NOT NULL
+);
+CREATE INDEX prompt_runs_prompt ON prompt_runs (prompt_id);
+CREATE TABLE run_media (
+    run_id          TEXT NOT NULL REFERENCES prompt_runs(run_id) ON DELETE CASCADE,
+    video_id        TEXT NOT NULL,
+    ordinal         INTEGER NOT NULL,
+    PRIMARY KEY (run_id, video_id)
+);
+CREATE TABLE run_results (
+    result_id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id          TEXT NOT NULL REFERENCES prompt_runs(run_id) ON DELETE CASCADE,
+    video_id        TEXT NOT NULL,
+    segment_id      TEXT NOT NULL,
+    start_us        INTEGER NOT NULL,
+    succeeded       INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 1,
+    doc             TEXT NOT NULL,
+    UNIQUE (run_id, segment_id)
+);
+CREATE INDEX run_results_video ON run_results (run_id, video_id, start_us);
+CREATE TABLE video_results (
+    run_id          TEXT NOT NULL REFERENCES prompt_runs(run_id) ON DELETE CASCADE,
+    video_id        TEXT NOT NULL,
+    succeeded       INTEGER NOT NULL,
+    doc             TEXT NOT NULL,
+    PRIMARY KEY (run_id, video_id)
+);
+CREATE TABLE run_retries (
+    retry_id        TEXT PRIMARY KEY,
+    run_id          TEXT NOT NULL REFERENCES prompt_runs(run_id) ON DELETE CASCADE,
+    idempotency_key TEXT UNIQUE,
+    doc             TEXT NOT NULL
+);
+CREATE TABLE llm_calls (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    llm_call_id     TEXT NOT NULL UNIQUE,
+    run_id          TEXT,
+    model           TEXT NOT NULL,
+    succeeded       INTEGER NOT NULL,
+    input_tokens    INTEGER NOT NULL,
+    output_tokens   INTEGER NOT NULL,
+    prefill_ms      INTEGER NOT NULL,
+    duration_ms     INTEGER NOT NULL,
+    doc             TEXT NOT NULL
+);
+CREATE INDEX llm_calls_run ON llm_calls (run_id, seq);
+CREATE INDEX llm_calls_model ON llm_calls (model);
 "#,
 ];
 

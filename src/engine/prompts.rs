@@ -1,0 +1,473 @@
+//! `engine.prompts()` and `engine.prompt_runs()`: structured extraction with a local language
+//! model, shaped like the SDK's `client.prompts` and `client.prompt_runs`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::Engine;
+use crate::error::{Error, Result};
+use crate::extraction::{self, schema, RetryJob, RunJob};
+use crate::ids::{RetryId, RunId};
+use crate::ml::llm::{Message, DEFAULT_LANGUAGE_MODEL};
+use crate::store::NewRun;
+use crate::types::{
+    AudioSegmentation, FailedSegment, JobKind, JobRequest, LlmCall, NewPrompt, Page, PageRequest, Prompt, PromptRun,
+    PromptUpdate, PromptUsage, RunEstimate, RunRequest, RunStatus, SchemaCheck, SegmentResult, SegmentRetry,
+    MediaType, VideoLevel, VideoResult, VideoSegmentation,
+};
+
+/// How often waiting callers read a run's state.
+const WAIT_POLL: Duration = Duration::from_millis(100);
+
+fn request_hash(value: &impl serde::Serialize) -> String {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<()> {
+    let n = value.trim().chars().count();
+    if n < min || n > max {
+        return Err(Error::invalid(field, format!("must be {min} to {max} characters (is {n})")));
+    }
+    Ok(())
+}
+
+fn check_video_level(vl: &VideoLevel) -> Result<()> {
+    check_len("video_level.instructions_text", &vl.instructions_text, 1, 5000)?;
+    schema::check(&vl.json_schema, "/video_level/json_schema")
+}
+
+/// Prompts: a JSON Schema to extract per segment, with instructions and an optional media-wide
+/// synthesis.
+pub struct Prompts<'a> {
+    engine: &'a Engine,
+}
+
+impl<'a> Prompts<'a> {
+    pub(super) fn new(engine: &'a Engine) -> Self {
+        Prompts { engine }
+    }
+
+    /// Create a prompt. The schema is checked against the supported subset (a 422
+    /// [`Error::InvalidSchema`] names the JSON pointer of what is refused); name 3-100
+    /// characters, prompt text 10-5000, description up to 500. The same idempotency key with the
+    /// same request gives back the first prompt.
+    pub fn create(&self, new: &NewPrompt, idempotency_key: Option<&str>) -> Result<Prompt> {
+        check_len("name", &new.name, 3, 100)?;
+        check_len("prompt_text", &new.prompt_text, 10, 5000)?;
+        check_len("description", &new.description, 0, 500)?;
+        schema::check(&new.json_schema, "/json_schema")?;
+        if let Some(vl) = &new.video_level {
+            check_video_level(vl)?;
+        }
+        let hash = request_hash(new);
+        self.engine.stores().prompts.create_prompt(new, idempotency_key.map(|k| (k, hash.as_str())))
+    }
+
+    pub fn get(&self, prompt_id: &str) -> Result<Prompt> {
+        self.engine.stores().prompts.prompt(prompt_id)
+    }
+
+    /// Prompts in creation order (deactivated ones only with `active_only = false`).
+    pub fn list(&self, active_only: bool) -> Result<Vec<Prompt>> {
+        self.engine.stores().prompts.list_prompts(active_only)
+    }
+
+    /// Replace the given fields; `clear_video_level` removes the synthesis. Runs already made
+    /// keep the prompt as it was.
+    pub fn update(&self, prompt_id: &str, update: &PromptUpdate) -> Result<Prompt> {
+        if let Some(n) = &update.name {
+            check_len("name", n, 3, 100)?;
+        }
+        if let Some(t) = &update.prompt_text {
+            check_len("prompt_text", t, 10, 5000)?;
+        }
+        if let Some(d) = &update.description {
+            check_len("description", d, 0, 500)?;
+        }
+        if let Some(s) = &update.json_schema {
+            schema::check(s, "/json_schema")?;
+        }
+        if let Some(vl) = &update.video_level {
+            check_video_level(vl)?;
+        }
+        self.engine.stores().prompts.update_prompt(prompt_id, update)
+    }
+
+    /// Delete a prompt no run used. One that runs used is refused (409) unless `force`, which
+    /// deactivates it (its runs keep their copy).
+    pub fn delete(&self, prompt_id: &str, force: bool) -> Result<()> {
+        self.engine.stores().prompts.delete_prompt(prompt_id, force)
+    }
+
+    /// Whether runs used the prompt, and so whether deleting it is safe.
+    pub fn usage(&self, prompt_id: &str) -> Result<PromptUsage> {
+        self.engine.stores().prompts.prompt_usage(prompt_id)
+    }
+
+    /// Check `sample_data` against `json_schema`: every violation with its path. A schema
+    /// outside the supported subset is an error (422 with its pointer), not a failed check.
+    pub fn test_schema(&self, json_schema: &Value, sample_data: &Value) -> Result<SchemaCheck> {
+        schema::check(json_schema, "/json_schema")?;
+        let errors = schema::violations(json_schema, sample_data)?;
+        let valid = errors.is_empty();
+        Ok(SchemaCheck {
+            valid,
+            validated_data: valid.then(|| sample_data.clone()),
+            error: errors.first().map(|e| format!("{}: {}", if e.path.is_empty() { "/" } else { &e.path }, e.message)),
+            message: if valid {
+                "sample_data is valid for the schema".into()
+            } else {
+                format!("sample_data breaks the schema in {} place(s)", errors.len())
+            },
+            errors,
+        })
+    }
+
+    /// Draft a prompt (name, prompt text, schema) from a one-line instruction, written by the
+    /// language model under a schema of its own; the draft is checked like any prompt, so it
+    /// can be created as it is. `model`: a GGUF path or id (default: the default model).
+    pub fn generate(&self, instruction: &str, model: Option<&str>) -> Result<NewPrompt> {
+        check_len("instruction", instruction, 3, 2000)?;
+        let (_, lm) = self.engine.core().models.language(model)?;
+        let field = json!({"type": "object", "properties": {
+            "name": {"type": "string", "description": "field name in snake_case"},
+            "type": {"type": "string", "enum": ["string", "number", "integer", "boolean"]},
+            "description": {"type": "string"}}, "required": ["name", "type", "description"]});
+        let draft_schema = json!({"type": "object", "properties": {
+            "name": {"type": "string"},
+            "prompt_text": {"type": "string"},
+            "fields": {"type": "array", "items": field}},
+            "required": ["name", "prompt_text", "fields"]});
+        let messages = [
+            Message::system(
+                "You design extraction prompts for video segments. Given what the user wants to know, write a short \
+                 name, instructions for an extractor, and 1 to 6 fields (snake_case names, simple types).",
+            ),
+            Message::user(instruction.to_string()),
+        ];
+        let text = {
+            let mut m = lm.lock().unwrap_or_else(|p| p.into_inner());
+            m.generate(&messages, Some(&draft_schema), 400, &|| false)?.text
+        };
+        let draft: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Model { model: model.unwrap_or(DEFAULT_LANGUAGE_MODEL).into(), message: format!("the draft is not JSON: {e}") })?;
+        let mut properties = serde_json::Map::new();
+        for f in draft["fields"].as_array().into_iter().flatten() {
+            let name: String = f["name"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+                .collect();
+            let name = name.trim_matches('_').to_string();
+            if name.is_empty() || properties.contains_key(&name) {
+                continue;
+            }
+            properties.insert(name, json!({"type": f["type"], "description": f["description"]}));
+        }
+        if properties.is_empty() {
+            properties.insert("summary".into(), json!({"type": "string", "description": "what happens in the segment"}));
+        }
+        let mut name = draft["name"].as_str().unwrap_or_default().trim().chars().take(100).collect::<String>();
+        if name.chars().count() < 3 {
+            name = format!("Draft: {}", instruction.chars().take(90).collect::<String>());
+        }
+        let mut prompt_text = draft["prompt_text"].as_str().unwrap_or_default().trim().chars().take(5000).collect::<String>();
+        if prompt_text.chars().count() < 10 {
+            prompt_text = format!("Extract from the segment: {instruction}");
+        }
+        let new = NewPrompt::new(name, prompt_text, json!({"type": "object", "properties": properties}));
+        schema::check(&new.json_schema, "/json_schema")?;
+        Ok(new)
+    }
+}
+
+/// Prompt runs: a prompt executed over an index, a list of media or the playground, as a job.
+pub struct PromptRuns<'a> {
+    engine: &'a Engine,
+}
+
+impl<'a> PromptRuns<'a> {
+    pub(super) fn new(engine: &'a Engine) -> Self {
+        PromptRuns { engine }
+    }
+
+    fn validate(&self, req: &RunRequest) -> Result<(Prompt, Option<crate::ids::IndexId>, Vec<crate::ids::VideoId>, String)> {
+        if req.video_segmentation_type == VideoSegmentation::Fixed && req.video_segment_duration.is_none() {
+            return Err(Error::invalid("video_segment_duration", "required when video_segmentation_type is fixed"));
+        }
+        if req.audio_segmentation_type == AudioSegmentation::Fixed && req.audio_segment_duration.is_none() {
+            return Err(Error::invalid("audio_segment_duration", "required when audio_segmentation_type is fixed"));
+        }
+        for (field, d) in [("video_segment_duration", req.video_segment_duration), ("audio_segment_duration", req.audio_segment_duration)] {
+            if d.is_some_and(|d| !(1..=300).contains(&d)) {
+                return Err(Error::invalid(field, "must be 1 to 300 seconds"));
+            }
+        }
+        let stores = self.engine.stores();
+        let prompt = stores.prompts.prompt(&req.prompt_id)?;
+        if !prompt.is_active {
+            return Err(Error::invalid("prompt_id", format!("prompt {} is deactivated", prompt.prompt_id)));
+        }
+        let (index, videos) = extraction::target_media(stores, &req.target)?;
+        // Runs read the segments made at ingest: a run that asks for another segmentation
+        // would need segments of its own, which this version does not make.
+        for v in &videos {
+            let media = stores.catalog.media(v)?;
+            if let Some(req_json) = stores.catalog.media_request(v)? {
+                let ingest: Value = serde_json::from_str(&req_json).unwrap_or_default();
+                let seg = &ingest["segmentation"];
+                let same = |ty: &str, want: &str, dur: &str, want_dur: Option<u32>| {
+                    seg[ty].as_str().is_none_or(|s| s == want)
+                        && (want != "fixed" || seg[dur].as_f64() == want_dur.map(f64::from))
+                };
+                let fits = match media.media_type {
+                    Some(MediaType::Image) => true,
+                    Some(MediaType::Audio) => same(
+                        "audio_segmentation_type",
+                        req.audio_segmentation_type.as_str(),
+                        "audio_segment_duration",
+                        req.audio_segment_duration,
+                    ),
+                    _ => same(
+                        "video_segmentation_type",
+                        req.video_segmentation_type.as_str(),
+                        "video_segment_duration",
+                        req.video_segment_duration,
+                    ),
+                };
+                if !fits
+                {
+                    return Err(Error::invalid(
+                        "video_segmentation_type",
+                        format!(
+                            "{} was ingested with another segmentation; runs use the ingest segments (run-backed segmentations are not supported yet)",
+                            media.video_id
+                        ),
+                    ));
+                }
+            }
+        }
+        let model = req.processing_model.clone().unwrap_or_else(|| DEFAULT_LANGUAGE_MODEL.to_string());
+        let model = if crate::ml::llm::HOSTED_MODEL_NAMES.contains(&model.as_str()) { DEFAULT_LANGUAGE_MODEL.to_string() } else { model };
+        Ok((prompt, index, videos, model))
+    }
+
+    /// Start a run: it returns at once (`pending`); the engine's workers run it. The same
+    /// idempotency key with the same request gives back the first run.
+    pub fn execute(&self, req: &RunRequest, idempotency_key: Option<&str>) -> Result<PromptRun> {
+        let (prompt, index_id, videos, model) = self.validate(req)?;
+        let now = crate::store::now();
+        let run_id = RunId::generate();
+        let run = PromptRun {
+            run_id: run_id.clone(),
+            prompt_id: prompt.prompt_id.clone(),
+            prompt_name: prompt.name.clone(),
+            status: RunStatus::Pending,
+            request: req.clone(),
+            prompt,
+            index_id: index_id.clone(),
+            model,
+            job_id: None,
+            total_videos: videos.len() as u64,
+            completed_videos: 0,
+            failed_videos: 0,
+            total_segments: 0,
+            completed_segments: 0,
+            failed_segments: 0,
+            video_level_total_items: 0,
+            video_level_completed_items: 0,
+            video_level_failed_items: 0,
+            total_video_seconds: 0.0,
+            error_message: None,
+            cancel_requested_at: None,
+            created_at: now.clone(),
+            started_at: None,
+            completed_at: None,
+            updated_at: now,
+        };
+        let job = JobRequest {
+            kind: JobKind::PromptRun,
+            video_id: None,
+            index_id,
+            request_json: serde_json::to_string(&RunJob { run_id }).map_err(|e| Error::Internal(e.to_string()))?,
+        };
+        let hash = request_hash(req);
+        let (run, created) = self.engine.stores().prompts.create_run(
+            &NewRun { run: &run, videos: &videos, idempotency: idempotency_key.map(|k| (k, hash.as_str())) },
+            &job,
+        )?;
+        if created {
+            self.engine.pool().notify();
+        }
+        Ok(run)
+    }
+
+    /// What `execute` would do with the same request, computed without running it: media,
+    /// segments and model calls; input tokens exactly (the prompts are rendered and tokenized as
+    /// the run will); output tokens and seconds from this machine's measured speed for the model
+    /// (its logged calls, or a short calibration when it has none).
+    pub fn estimate(&self, req: &RunRequest) -> Result<RunEstimate> {
+        let (prompt, _, videos, model_id) = self.validate(req)?;
+        let stores = self.engine.stores();
+        let models = &self.engine.core().models;
+        let (_, lm) = models.language(Some(&model_id))?;
+        let mut segments = 0u64;
+        let mut calls = 0u64;
+        let mut input_tokens = 0u64;
+        let mut m = lm.lock().unwrap_or_else(|p| p.into_inner());
+        for v in &videos {
+            let media = stores.catalog.media(v)?;
+            let segs = extraction::run_segments(stores, &media)?;
+            let phrases = stores.catalog.phrases(v)?;
+            let visual = extraction::evidence::VisualScores::new(stores, models, &media, &prompt.json_schema);
+            for i in 0..segs.len() {
+                let ev = extraction::evidence::Evidence::gather(&media, &segs, i, &phrases, visual.as_ref());
+                let messages = extraction::segment_messages(&prompt, &ev);
+                input_tokens += m.count_tokens(&m.render(&messages))? as u64;
+            }
+            segments += segs.len() as u64;
+            calls += segs.len() as u64 + u64::from(prompt.video_level.is_some() && !segs.is_empty());
+        }
+        let (source, prefill, decode, mean_out) = match stores.prompts.throughput(m.id())? {
+            Some(t) => (format!("measured from {} earlier calls", t.calls), t.prefill_tokens_per_second, t.decode_tokens_per_second, t.mean_output_tokens),
+            None => {
+                let probe = [Message::system(extraction::SYSTEM_PROMPT), Message::user(prompt.prompt_text.clone())];
+                let g = m.generate(&probe, Some(&schema::decoding_schema(&prompt.json_schema)), 24, &|| false)?;
+                let pre = g.input_tokens as f64 / g.prefill.as_secs_f64().max(1e-6);
+                let dec = g.output_tokens as f64 / g.decode.as_secs_f64().max(1e-6);
+                ("calibrated now (one short call)".into(), pre, dec, 12.0 * schema::properties_count(&prompt.json_schema).max(1) as f64)
+            }
+        };
+        let output_tokens = (mean_out * calls as f64).round() as u64;
+        let seconds = input_tokens as f64 / prefill.max(1e-6) + output_tokens as f64 / decode.max(1e-6);
+        Ok(RunEstimate {
+            videos: videos.len() as u64,
+            segments,
+            model_calls: calls,
+            input_tokens,
+            output_tokens,
+            seconds,
+            throughput_source: source,
+            prefill_tokens_per_second: prefill,
+            decode_tokens_per_second: decode,
+            model: m.id().to_string(),
+        })
+    }
+
+    pub fn get(&self, run_id: &str) -> Result<PromptRun> {
+        self.engine.stores().prompts.run(run_id)
+    }
+
+    /// Runs, newest first.
+    pub fn list(&self, limit: usize) -> Result<Vec<PromptRun>> {
+        self.engine.stores().prompts.list_runs(limit.clamp(1, 1000))
+    }
+
+    /// Ask a run to stop: segments already done stay, no new segment starts. A pending run
+    /// ends `cancelled` at once.
+    pub fn cancel(&self, run_id: &str) -> Result<PromptRun> {
+        let run = self.engine.stores().prompts.request_run_cancel(run_id)?;
+        if let Some(job) = &run.job_id {
+            self.engine.pool().cancel_local(job);
+        }
+        Ok(run)
+    }
+
+    /// Wait until the run is finished (or `timeout` passes: then the run as it is now).
+    pub fn wait(&self, run_id: &str, timeout: Option<Duration>) -> Result<PromptRun> {
+        self.wait_with(run_id, timeout, &mut |_| {})
+    }
+
+    /// [`PromptRuns::wait`], calling `on_progress` with the run while it goes.
+    pub fn wait_with(&self, run_id: &str, timeout: Option<Duration>, on_progress: &mut dyn FnMut(&PromptRun)) -> Result<PromptRun> {
+        let started = Instant::now();
+        loop {
+            let run = self.get(run_id)?;
+            if run.status.is_final() || timeout.is_some_and(|t| started.elapsed() >= t) {
+                return Ok(run);
+            }
+            on_progress(&run);
+            std::thread::sleep(WAIT_POLL);
+        }
+    }
+
+    /// One media item's segment results, in time order, a page at a time.
+    pub fn results(&self, run_id: &str, video_id: &str, page: &PageRequest) -> Result<Page<SegmentResult>> {
+        let videos = self.engine.stores().prompts.run_videos(run_id)?;
+        if !videos.iter().any(|v| v.as_str() == video_id) {
+            self.engine.stores().prompts.run(run_id)?;
+            return Err(Error::NotFound { kind: "video in run", id: video_id.to_string(), hint: Some(format!("run {run_id} does not cover it")) });
+        }
+        self.engine.stores().prompts.segment_results(run_id, video_id, page)
+    }
+
+    /// The media-wide synthesis for one media item (404 while there is none).
+    pub fn video_result(&self, run_id: &str, video_id: &str) -> Result<VideoResult> {
+        let run = self.engine.stores().prompts.run(run_id)?;
+        if run.prompt.video_level.is_none() {
+            return Err(Error::NotFound { kind: "video result", id: video_id.to_string(), hint: Some(format!("prompt {} has no video_level", run.prompt_id)) });
+        }
+        self.engine
+            .stores()
+            .prompts
+            .video_result(run_id, video_id)?
+            .ok_or_else(|| Error::not_found("video result", video_id))
+    }
+
+    /// Every failed segment, with the operation that failed, its error, attempts and whether a retry can help.
+    pub fn failed_segments(&self, run_id: &str) -> Result<Vec<FailedSegment>> {
+        self.engine.stores().prompts.failed_segments(run_id)
+    }
+
+    /// Run one segment of a run again (a job); returns the retry to poll with [`PromptRuns::retry_status`].
+    pub fn retry_segment(&self, run_id: &str, video_id: &str, segment_id: &str, idempotency_key: Option<&str>) -> Result<SegmentRetry> {
+        let stores = self.engine.stores();
+        let run = stores.prompts.run(run_id)?;
+        if !stores.prompts.run_videos(run_id)?.iter().any(|v| v.as_str() == video_id) {
+            return Err(Error::NotFound { kind: "video in run", id: video_id.to_string(), hint: Some(format!("run {run_id} does not cover it")) });
+        }
+        let seg = stores.catalog.segment(segment_id)?;
+        if seg.video_id.as_str() != video_id {
+            return Err(Error::invalid("segment_id", format!("{segment_id} belongs to {}, not {video_id}", seg.video_id)));
+        }
+        if !run.status.is_final() {
+            return Err(Error::Conflict(format!("run {run_id} is still {}; retry once it is finished", run.status)));
+        }
+        let retry = SegmentRetry {
+            retry_id: RetryId::generate(),
+            run_id: run.run_id.clone(),
+            video_id: seg.video_id.clone(),
+            segment_id: seg.segment_id.clone(),
+            status: "pending".into(),
+            error: None,
+            idempotency_key: idempotency_key.map(str::to_string),
+            created_at: crate::store::now(),
+            started_at: None,
+            completed_at: None,
+        };
+        let job = JobRequest {
+            kind: JobKind::SegmentRetry,
+            video_id: Some(seg.video_id.clone()),
+            index_id: run.index_id.clone(),
+            request_json: serde_json::to_string(&RetryJob { retry_id: retry.retry_id.to_string() }).map_err(|e| Error::Internal(e.to_string()))?,
+        };
+        let (retry, created) = stores.prompts.create_retry(&retry, &job)?;
+        if created {
+            self.engine.pool().notify();
+        }
+        Ok(retry)
+    }
+
+    pub fn retry_status(&self, retry_id: &str) -> Result<SegmentRetry> {
+        self.engine.stores().prompts.retry(retry_id)
+    }
+
+    /// Every model call of the run: prompt, raw reply, tokens, time, model, error.
+    pub fn llm_calls(&self, run_id: &str) -> Result<Vec<LlmCall>> {
+        self.engine.stores().prompts.llm_calls(run_id)
+    }
+}
