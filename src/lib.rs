@@ -33,9 +33,9 @@ pub mod tools;
 mod types;
 
 pub use engine::{
-    Batch, Embeddings, Engine, EngineOptions, Events, Indexes, IngestResult, Jobs, Search, SegmentEmbedding,
-    SegmentQuery, StatusSnapshot, Submission, TextEmbedding, TextEmbeddings, Transcript, VideoEmbeddings, Videos,
-    PromptRuns, Prompts,
+    Batch, Embeddings, Engine, EngineOptions, Events, Indexes, IngestResult, Jobs, PromptRuns, Prompts, Search,
+    SegmentEmbedding, SegmentQuery, StatusSnapshot, Submission, TextEmbedding, TextEmbeddings, Transcript,
+    VideoEmbeddings, Videos,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use ids::{IndexId, JobId, LlmCallId, PromptId, RetryId, RunId, SegmentId, VideoId};
@@ -49,11 +49,11 @@ pub use search::{
 pub use segment::{AudioSegmentation, PauseConfig, SegmentationConfig, ShotConfig, SmartConfig, VideoSegmentation};
 pub use store::AnnConfig;
 pub use types::{
-    AudioInfo, Event, EventType, FailedSegment, Index, LlmCall, NewPrompt, Prompt, PromptRun, PromptUpdate, PromptUsage,
-    RunEstimate, RunRequest, RunStatus, RunTarget, SchemaCheck, SchemaViolation, SegmentResult, SegmentRetry,
-    SemanticIndexing, VideoLevel, VideoResult, Job, JobKind, JobProgress, JobStage, JobStatus, Media, MediaInfo, MediaType,
-    ModelRef, Page, PageRequest, Phrase, Scope, Segment, SegmentKind, Space, Status, VideoInfo, DEFAULT_PAGE_LIMIT,
-    MAX_PAGE_LIMIT,
+    AudioInfo, Event, EventType, FailedSegment, Index, Job, JobKind, JobProgress, JobStage, JobStatus, LlmCall, Media,
+    MediaInfo, MediaType, ModelRef, NewPrompt, Page, PageRequest, Phrase, Prompt, PromptRun, PromptUpdate, PromptUsage,
+    RunEstimate, RunRequest, RunStatus, RunTarget, SchemaCheck, SchemaViolation, Scope, Segment, SegmentKind,
+    SegmentResult, SegmentRetry, SemanticIndexing, Space, Status, VideoInfo, VideoLevel, VideoResult,
+    DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
 };
 
 /// Not API: the engine's inner stages, for the crate's own benches, examples and model-parity

@@ -13,9 +13,9 @@ use crate::ids::{RetryId, RunId};
 use crate::ml::llm::{Message, DEFAULT_LANGUAGE_MODEL};
 use crate::store::NewRun;
 use crate::types::{
-    AudioSegmentation, FailedSegment, JobKind, JobRequest, LlmCall, NewPrompt, Page, PageRequest, Prompt, PromptRun,
-    PromptUpdate, PromptUsage, RunEstimate, RunRequest, RunStatus, SchemaCheck, SegmentResult, SegmentRetry,
-    MediaType, VideoLevel, VideoResult, VideoSegmentation,
+    AudioSegmentation, FailedSegment, JobKind, JobRequest, LlmCall, MediaType, NewPrompt, Page, PageRequest, Prompt,
+    PromptRun, PromptUpdate, PromptUsage, RunEstimate, RunRequest, RunStatus, SchemaCheck, SegmentResult, SegmentRetry,
+    VideoLevel, VideoResult, VideoSegmentation,
 };
 
 /// How often waiting callers read a run's state.
@@ -152,8 +152,10 @@ impl<'a> Prompts<'a> {
             let mut m = lm.lock().unwrap_or_else(|p| p.into_inner());
             m.generate(&messages, Some(&draft_schema), 400, &|| false)?.text
         };
-        let draft: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::Model { model: model.unwrap_or(DEFAULT_LANGUAGE_MODEL).into(), message: format!("the draft is not JSON: {e}") })?;
+        let draft: Value = serde_json::from_str(&text).map_err(|e| Error::Model {
+            model: model.unwrap_or(DEFAULT_LANGUAGE_MODEL).into(),
+            message: format!("the draft is not JSON: {e}"),
+        })?;
         let mut properties = serde_json::Map::new();
         for f in draft["fields"].as_array().into_iter().flatten() {
             let name: String = f["name"]
@@ -169,13 +171,15 @@ impl<'a> Prompts<'a> {
             properties.insert(name, json!({"type": f["type"], "description": f["description"]}));
         }
         if properties.is_empty() {
-            properties.insert("summary".into(), json!({"type": "string", "description": "what happens in the segment"}));
+            properties
+                .insert("summary".into(), json!({"type": "string", "description": "what happens in the segment"}));
         }
         let mut name = draft["name"].as_str().unwrap_or_default().trim().chars().take(100).collect::<String>();
         if name.chars().count() < 3 {
             name = format!("Draft: {}", instruction.chars().take(90).collect::<String>());
         }
-        let mut prompt_text = draft["prompt_text"].as_str().unwrap_or_default().trim().chars().take(5000).collect::<String>();
+        let mut prompt_text =
+            draft["prompt_text"].as_str().unwrap_or_default().trim().chars().take(5000).collect::<String>();
         if prompt_text.chars().count() < 10 {
             prompt_text = format!("Extract from the segment: {instruction}");
         }
@@ -195,14 +199,20 @@ impl<'a> PromptRuns<'a> {
         PromptRuns { engine }
     }
 
-    fn validate(&self, req: &RunRequest) -> Result<(Prompt, Option<crate::ids::IndexId>, Vec<crate::ids::VideoId>, String)> {
+    fn validate(
+        &self,
+        req: &RunRequest,
+    ) -> Result<(Prompt, Option<crate::ids::IndexId>, Vec<crate::ids::VideoId>, String)> {
         if req.video_segmentation_type == VideoSegmentation::Fixed && req.video_segment_duration.is_none() {
             return Err(Error::invalid("video_segment_duration", "required when video_segmentation_type is fixed"));
         }
         if req.audio_segmentation_type == AudioSegmentation::Fixed && req.audio_segment_duration.is_none() {
             return Err(Error::invalid("audio_segment_duration", "required when audio_segmentation_type is fixed"));
         }
-        for (field, d) in [("video_segment_duration", req.video_segment_duration), ("audio_segment_duration", req.audio_segment_duration)] {
+        for (field, d) in [
+            ("video_segment_duration", req.video_segment_duration),
+            ("audio_segment_duration", req.audio_segment_duration),
+        ] {
             if d.is_some_and(|d| !(1..=300).contains(&d)) {
                 return Err(Error::invalid(field, "must be 1 to 300 seconds"));
             }
@@ -239,8 +249,7 @@ impl<'a> PromptRuns<'a> {
                         req.video_segment_duration,
                     ),
                 };
-                if !fits
-                {
+                if !fits {
                     return Err(Error::invalid(
                         "video_segmentation_type",
                         format!(
@@ -252,7 +261,11 @@ impl<'a> PromptRuns<'a> {
             }
         }
         let model = req.processing_model.clone().unwrap_or_else(|| DEFAULT_LANGUAGE_MODEL.to_string());
-        let model = if crate::ml::llm::HOSTED_MODEL_NAMES.contains(&model.as_str()) { DEFAULT_LANGUAGE_MODEL.to_string() } else { model };
+        let model = if crate::ml::llm::HOSTED_MODEL_NAMES.contains(&model.as_str()) {
+            DEFAULT_LANGUAGE_MODEL.to_string()
+        } else {
+            model
+        };
         Ok((prompt, index, videos, model))
     }
 
@@ -333,13 +346,23 @@ impl<'a> PromptRuns<'a> {
             calls += segs.len() as u64 + u64::from(prompt.video_level.is_some() && !segs.is_empty());
         }
         let (source, prefill, decode, mean_out) = match stores.prompts.throughput(m.id())? {
-            Some(t) => (format!("measured from {} earlier calls", t.calls), t.prefill_tokens_per_second, t.decode_tokens_per_second, t.mean_output_tokens),
+            Some(t) => (
+                format!("measured from {} earlier calls", t.calls),
+                t.prefill_tokens_per_second,
+                t.decode_tokens_per_second,
+                t.mean_output_tokens,
+            ),
             None => {
                 let probe = [Message::system(extraction::SYSTEM_PROMPT), Message::user(prompt.prompt_text.clone())];
                 let g = m.generate(&probe, Some(&schema::decoding_schema(&prompt.json_schema)), 24, &|| false)?;
                 let pre = g.input_tokens as f64 / g.prefill.as_secs_f64().max(1e-6);
                 let dec = g.output_tokens as f64 / g.decode.as_secs_f64().max(1e-6);
-                ("calibrated now (one short call)".into(), pre, dec, 12.0 * schema::properties_count(&prompt.json_schema).max(1) as f64)
+                (
+                    "calibrated now (one short call)".into(),
+                    pre,
+                    dec,
+                    12.0 * schema::properties_count(&prompt.json_schema).max(1) as f64,
+                )
             }
         };
         let output_tokens = (mean_out * calls as f64).round() as u64;
@@ -383,7 +406,12 @@ impl<'a> PromptRuns<'a> {
     }
 
     /// [`PromptRuns::wait`], calling `on_progress` with the run while it goes.
-    pub fn wait_with(&self, run_id: &str, timeout: Option<Duration>, on_progress: &mut dyn FnMut(&PromptRun)) -> Result<PromptRun> {
+    pub fn wait_with(
+        &self,
+        run_id: &str,
+        timeout: Option<Duration>,
+        on_progress: &mut dyn FnMut(&PromptRun),
+    ) -> Result<PromptRun> {
         let started = Instant::now();
         loop {
             let run = self.get(run_id)?;
@@ -400,7 +428,11 @@ impl<'a> PromptRuns<'a> {
         let videos = self.engine.stores().prompts.run_videos(run_id)?;
         if !videos.iter().any(|v| v.as_str() == video_id) {
             self.engine.stores().prompts.run(run_id)?;
-            return Err(Error::NotFound { kind: "video in run", id: video_id.to_string(), hint: Some(format!("run {run_id} does not cover it")) });
+            return Err(Error::NotFound {
+                kind: "video in run",
+                id: video_id.to_string(),
+                hint: Some(format!("run {run_id} does not cover it")),
+            });
         }
         self.engine.stores().prompts.segment_results(run_id, video_id, page)
     }
@@ -409,7 +441,11 @@ impl<'a> PromptRuns<'a> {
     pub fn video_result(&self, run_id: &str, video_id: &str) -> Result<VideoResult> {
         let run = self.engine.stores().prompts.run(run_id)?;
         if run.prompt.video_level.is_none() {
-            return Err(Error::NotFound { kind: "video result", id: video_id.to_string(), hint: Some(format!("prompt {} has no video_level", run.prompt_id)) });
+            return Err(Error::NotFound {
+                kind: "video result",
+                id: video_id.to_string(),
+                hint: Some(format!("prompt {} has no video_level", run.prompt_id)),
+            });
         }
         self.engine
             .stores()
@@ -424,15 +460,28 @@ impl<'a> PromptRuns<'a> {
     }
 
     /// Run one segment of a run again (a job); returns the retry to poll with [`PromptRuns::retry_status`].
-    pub fn retry_segment(&self, run_id: &str, video_id: &str, segment_id: &str, idempotency_key: Option<&str>) -> Result<SegmentRetry> {
+    pub fn retry_segment(
+        &self,
+        run_id: &str,
+        video_id: &str,
+        segment_id: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<SegmentRetry> {
         let stores = self.engine.stores();
         let run = stores.prompts.run(run_id)?;
         if !stores.prompts.run_videos(run_id)?.iter().any(|v| v.as_str() == video_id) {
-            return Err(Error::NotFound { kind: "video in run", id: video_id.to_string(), hint: Some(format!("run {run_id} does not cover it")) });
+            return Err(Error::NotFound {
+                kind: "video in run",
+                id: video_id.to_string(),
+                hint: Some(format!("run {run_id} does not cover it")),
+            });
         }
         let seg = stores.catalog.segment(segment_id)?;
         if seg.video_id.as_str() != video_id {
-            return Err(Error::invalid("segment_id", format!("{segment_id} belongs to {}, not {video_id}", seg.video_id)));
+            return Err(Error::invalid(
+                "segment_id",
+                format!("{segment_id} belongs to {}, not {video_id}", seg.video_id),
+            ));
         }
         if !run.status.is_final() {
             return Err(Error::Conflict(format!("run {run_id} is still {}; retry once it is finished", run.status)));
@@ -453,7 +502,8 @@ impl<'a> PromptRuns<'a> {
             kind: JobKind::SegmentRetry,
             video_id: Some(seg.video_id.clone()),
             index_id: run.index_id.clone(),
-            request_json: serde_json::to_string(&RetryJob { retry_id: retry.retry_id.to_string() }).map_err(|e| Error::Internal(e.to_string()))?,
+            request_json: serde_json::to_string(&RetryJob { retry_id: retry.retry_id.to_string() })
+                .map_err(|e| Error::Internal(e.to_string()))?,
         };
         let (retry, created) = stores.prompts.create_retry(&retry, &job)?;
         if created {

@@ -22,8 +22,8 @@ use crate::ml::llm::{Finish, LanguageModel, Message};
 use crate::ml::Models;
 use crate::store::{all_segments, Stores};
 use crate::types::{
-    JobStage, LlmCall, Media, Prompt, PromptRun, RunStatus, Scope, Segment, SegmentResult, SegmentRetry, Space,
-    Status, VideoResult,
+    JobStage, LlmCall, Media, Prompt, PromptRun, RunStatus, Scope, Segment, SegmentResult, SegmentRetry, Space, Status,
+    VideoResult,
 };
 
 /// The most tokens a reply may have.
@@ -140,7 +140,17 @@ fn extract_segment(
     ctx: &JobContext,
 ) -> Result<()> {
     let messages = segment_messages(&run.prompt, ev);
-    let outcome = call(stores, model, run, Some(media), Some(seg), "segment_extraction", &messages, &run.prompt.json_schema, ctx)?;
+    let outcome = call(
+        stores,
+        model,
+        run,
+        Some(media),
+        Some(seg),
+        "segment_extraction",
+        &messages,
+        &run.prompt.json_schema,
+        ctx,
+    )?;
     let executed_at = crate::store::now();
     let (metadata, error) = match outcome.metadata {
         Ok(v) => (v, None),
@@ -327,7 +337,10 @@ fn index_results(stores: &Stores, models: &Models, run: &PromptRun, media: &Medi
     loop {
         let p = stores.prompts.segment_results(&run.run_id, &media.video_id, &page)?;
         texts.extend(
-            p.data.into_iter().filter(|r| r.field_extraction_succeeded && !r.metadata_text.is_empty()).map(|r| (r.segment_id, r.metadata_text)),
+            p.data
+                .into_iter()
+                .filter(|r| r.field_extraction_succeeded && !r.metadata_text.is_empty())
+                .map(|r| (r.segment_id, r.metadata_text)),
         );
         match p.next_cursor {
             Some(c) => page.cursor = Some(c),
@@ -361,10 +374,9 @@ pub(crate) fn retry(stores: &Stores, models: &Models, retry: &SegmentRetry, ctx:
         }
         match stores.prompts.segment_result(&run.run_id, &retry.segment_id)? {
             Some(r) if r.field_extraction_succeeded => Ok(()),
-            Some(r) => Err(Error::Model {
-                model: run.model.clone(),
-                message: r.field_extraction_error.unwrap_or_default(),
-            }),
+            Some(r) => {
+                Err(Error::Model { model: run.model.clone(), message: r.field_extraction_error.unwrap_or_default() })
+            }
             None => Err(Error::Internal("the retry stored no result".into())),
         }
     })();
@@ -380,7 +392,10 @@ pub(crate) fn retry(stores: &Stores, models: &Models, retry: &SegmentRetry, ctx:
 }
 
 /// The media a target covers, in order, checked: unknown ids are 404, an empty target is 400.
-pub(crate) fn target_media(stores: &Stores, target: &crate::types::RunTarget) -> Result<(Option<crate::ids::IndexId>, Vec<VideoId>)> {
+pub(crate) fn target_media(
+    stores: &Stores,
+    target: &crate::types::RunTarget,
+) -> Result<(Option<crate::ids::IndexId>, Vec<VideoId>)> {
     use crate::store::MediaFilter;
     use crate::types::RunTarget;
     let list_scope = |scope: &Scope| -> Result<Vec<VideoId>> {
@@ -416,7 +431,10 @@ pub(crate) fn target_media(stores: &Stores, target: &crate::types::RunTarget) ->
                     }
                 }
                 if m.status != Status::Completed {
-                    return Err(Error::invalid("target.video_ids", format!("{v} is {} (only media whose ingest completed can be run)", m.status)));
+                    return Err(Error::invalid(
+                        "target.video_ids",
+                        format!("{v} is {} (only media whose ingest completed can be run)", m.status),
+                    ));
                 }
                 if !out.contains(&m.video_id) {
                     out.push(m.video_id);

@@ -82,9 +82,10 @@ fn check_node(node: &Value, at: &str, depth: usize, count: &mut usize) -> Result
     only_for("required", "object")?;
     only_for("items", "array")?;
     if let Some(values) = obj.get("enum") {
-        let list = values.as_array().filter(|l| !l.is_empty()).ok_or_else(|| {
-            invalid(&format!("{at}/enum"), "enum must be a non-empty array")
-        })?;
+        let list = values
+            .as_array()
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| invalid(&format!("{at}/enum"), "enum must be a non-empty array"))?;
         for (i, v) in list.iter().enumerate() {
             let fits = match ty {
                 Some("string") => v.is_string(),
@@ -337,7 +338,9 @@ mod tests {
             "/json_schema/required/0"
         );
         assert_eq!(
-            pointer_of(json!({"type": "object", "properties": {"a/b": {"type": "object", "properties": {"c": {"$ref": "#"}}}}})),
+            pointer_of(
+                json!({"type": "object", "properties": {"a/b": {"type": "object", "properties": {"c": {"$ref": "#"}}}}})
+            ),
             "/json_schema/properties/a~1b/properties/c/$ref"
         );
         assert_eq!(pointer_of(json!({"type": "object", "properties": {}})), "/json_schema/properties");
@@ -382,7 +385,9 @@ mod tests {
         assert_eq!(d["required"], json!(["a", "b"]));
         assert_eq!(d["properties"]["b"]["items"]["required"], json!(["c"]));
         assert_eq!(properties_count(&schema), 3);
-        assert_eq!(enum_fields(&json!({"type": "object", "properties": {"m": {"type": "string", "enum": ["x", "y"]}}})),
-            vec![("m".to_string(), vec!["x".to_string(), "y".to_string()])]);
+        assert_eq!(
+            enum_fields(&json!({"type": "object", "properties": {"m": {"type": "string", "enum": ["x", "y"]}}})),
+            vec![("m".to_string(), vec!["x".to_string(), "y".to_string()])]
+        );
     }
 }

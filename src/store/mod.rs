@@ -350,8 +350,8 @@ impl Stores {
     }
 }
 
-pub use sqlite::AnnConfig;
 pub(crate) use sqlite::now_rfc3339 as now;
+pub use sqlite::AnnConfig;
 
 /// Every segment of a media item of one kind, in order (all pages).
 pub(crate) fn all_segments(catalog: &dyn CatalogRead, video_id: &str, kind: SegmentKind) -> Result<Vec<Segment>> {

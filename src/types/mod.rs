@@ -18,8 +18,9 @@ pub use job::{Job, JobKind, JobProgress, JobStage, JobStatus};
 pub use media::{AudioInfo, Index, Media, MediaInfo, MediaType, Status, VideoInfo};
 pub use page::{Page, PageRequest, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 pub use prompt::{
-    FailedSegment, LlmCall, NewPrompt, Prompt, PromptRun, PromptUpdate, PromptUsage, RunEstimate, RunRequest, RunStatus,
-    RunTarget, SchemaCheck, SchemaViolation, SegmentResult, SegmentRetry, SemanticIndexing, VideoLevel, VideoResult,
+    FailedSegment, LlmCall, NewPrompt, Prompt, PromptRun, PromptUpdate, PromptUsage, RunEstimate, RunRequest,
+    RunStatus, RunTarget, SchemaCheck, SchemaViolation, SegmentResult, SegmentRetry, SemanticIndexing, VideoLevel,
+    VideoResult,
 };
 pub use segment::{AudioSegmentation, Phrase, Segment, SegmentKind, VideoSegmentation};
 pub use vector::{ModelRef, Space};

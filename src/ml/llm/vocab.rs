@@ -42,11 +42,7 @@ fn unicode_to_byte() -> HashMap<char, u8> {
             n += 1;
         }
     }
-    printable
-        .into_iter()
-        .zip(chars)
-        .map(|(b, c)| (char::from_u32(c).expect("valid code point"), b as u8))
-        .collect()
+    printable.into_iter().zip(chars).map(|(b, c)| (char::from_u32(c).expect("valid code point"), b as u8)).collect()
 }
 
 /// A model's vocabulary: text to tokens, tokens to bytes, and the stop tokens.

@@ -61,7 +61,8 @@ fn get_run(c: &Connection, run_id: &str) -> Result<PromptRun> {
         .db()?;
     run.completed_segments = done as u64;
     run.failed_segments = failed as u64;
-    run.total_videos = c.query_row("SELECT count(*) FROM run_media WHERE run_id = ?1", [run_id], |r| r.get::<_, i64>(0)).db()? as u64;
+    run.total_videos =
+        c.query_row("SELECT count(*) FROM run_media WHERE run_id = ?1", [run_id], |r| r.get::<_, i64>(0)).db()? as u64;
     // A media item is failed when any of its segments failed, completed when it has a result
     // for each of its segments and none failed (the per-media totals are in the results' docs
     // only through the run's total, so "completed" means: no failure and the run is over).
@@ -79,11 +80,9 @@ fn get_run(c: &Connection, run_id: &str) -> Result<PromptRun> {
     run.completed_videos = if run.status.is_final() {
         (with_results - failed_videos).max(0) as u64
     } else {
-        c.query_row(
-            "SELECT count(*) FROM video_results WHERE run_id = ?1 AND succeeded = 1",
-            [run_id],
-            |r| r.get::<_, i64>(0),
-        )
+        c.query_row("SELECT count(*) FROM video_results WHERE run_id = ?1 AND succeeded = 1", [run_id], |r| {
+            r.get::<_, i64>(0)
+        })
         .db()? as u64
     };
     let (vl_done, vl_failed): (i64, i64) = c
@@ -293,7 +292,10 @@ impl PromptStore for SqliteStore {
             }
             append_event(
                 tx,
-                &event(EventType::PromptRunCreated, serde_json::json!({"run_id": run.run_id, "prompt_id": run.prompt_id})),
+                &event(
+                    EventType::PromptRunCreated,
+                    serde_json::json!({"run_id": run.run_id, "prompt_id": run.prompt_id}),
+                ),
             )?;
             Ok((get_run(tx, &run.run_id)?, true))
         })
@@ -314,8 +316,10 @@ impl PromptStore for SqliteStore {
 
     fn run_videos(&self, run_id: &str) -> Result<Vec<VideoId>> {
         self.db.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT video_id FROM run_media WHERE run_id = ?1 ORDER BY ordinal").db()?;
-            let ids: Vec<String> = stmt.query_map([run_id], |r| r.get(0)).db()?.collect::<rusqlite::Result<_>>().db()?;
+            let mut stmt =
+                c.prepare_cached("SELECT video_id FROM run_media WHERE run_id = ?1 ORDER BY ordinal").db()?;
+            let ids: Vec<String> =
+                stmt.query_map([run_id], |r| r.get(0)).db()?.collect::<rusqlite::Result<_>>().db()?;
             Ok(ids.into_iter().map(VideoId::from).collect())
         })
     }
@@ -453,7 +457,9 @@ impl PromptStore for SqliteStore {
     fn done_segments(&self, run_id: &str, video_id: &str) -> Result<HashSet<SegmentId>> {
         self.db.read(|c| {
             let mut stmt = c
-                .prepare_cached("SELECT segment_id FROM run_results WHERE run_id = ?1 AND video_id = ?2 AND succeeded = 1")
+                .prepare_cached(
+                    "SELECT segment_id FROM run_results WHERE run_id = ?1 AND video_id = ?2 AND succeeded = 1",
+                )
                 .db()?;
             let ids: Vec<String> =
                 stmt.query_map([run_id, video_id], |r| r.get(0)).db()?.collect::<rusqlite::Result<_>>().db()?;
@@ -476,9 +482,11 @@ impl PromptStore for SqliteStore {
     fn video_result(&self, run_id: &str, video_id: &str) -> Result<Option<VideoResult>> {
         self.db.read(|c| {
             let doc: Option<String> = c
-                .query_row("SELECT doc FROM video_results WHERE run_id = ?1 AND video_id = ?2", [run_id, video_id], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT doc FROM video_results WHERE run_id = ?1 AND video_id = ?2",
+                    [run_id, video_id],
+                    |r| r.get(0),
+                )
                 .optional()
                 .db()?;
             doc.map(|d| from_doc("media-wide result", &d)).transpose()
@@ -509,8 +517,12 @@ impl PromptStore for SqliteStore {
                         segment_id: r.segment_id,
                         start_time: r.start_time,
                         end_time: r.end_time,
-                        failed_operation: if error.starts_with("processing:") { "processing" } else { "field_extraction" }
-                            .to_string(),
+                        failed_operation: if error.starts_with("processing:") {
+                            "processing"
+                        } else {
+                            "field_extraction"
+                        }
+                        .to_string(),
                         error,
                         attempts,
                         retryable: exists,
@@ -546,7 +558,8 @@ impl PromptStore for SqliteStore {
         self.db.read(|c| {
             get_run(c, run_id)?;
             let mut stmt = c.prepare_cached("SELECT doc FROM llm_calls WHERE run_id = ?1 ORDER BY seq").db()?;
-            let docs: Vec<String> = stmt.query_map([run_id], |r| r.get(0)).db()?.collect::<rusqlite::Result<_>>().db()?;
+            let docs: Vec<String> =
+                stmt.query_map([run_id], |r| r.get(0)).db()?.collect::<rusqlite::Result<_>>().db()?;
             docs.iter().map(|d| from_doc("model call", d)).collect()
         })
     }
