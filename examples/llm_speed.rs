@@ -29,10 +29,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         "required": ["place", "mood", "objects"]
     });
-    // One warm-up, then the measured runs.
+    // One warm-up, then the best of two measured runs each.
     model.measure(&prompt, None, 4)?;
-    let free = model.measure(&prompt, None, max_tokens)?;
-    let constrained = model.measure(&prompt, Some(&schema), max_tokens)?;
+    let best = |a: videovector::internals::ml::llm::Generation, b: videovector::internals::ml::llm::Generation| {
+        if a.decode + a.prefill <= b.decode + b.prefill {
+            a
+        } else {
+            b
+        }
+    };
+    let free = best(model.measure(&prompt, None, max_tokens)?, model.measure(&prompt, None, max_tokens)?);
+    let constrained =
+        best(model.measure(&prompt, Some(&schema), max_tokens)?, model.measure(&prompt, Some(&schema), max_tokens)?);
     let rate = |n: usize, d: std::time::Duration| n as f64 / d.as_secs_f64();
     let report = serde_json::json!({
         "model": path.display().to_string(),

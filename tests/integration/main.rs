@@ -11,6 +11,7 @@ mod common;
 mod durability;
 mod ingest;
 mod jobs;
+mod prompts;
 mod search;
 mod transcripts;
 mod whisper;
