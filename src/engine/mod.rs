@@ -42,6 +42,9 @@ pub struct EngineOptions {
     pub asr_model: ModelChoice,
     /// HNSW settings of the embedded vector store.
     pub ann: AnnConfig,
+    /// Longest reply of the language model, in tokens, per extraction call. Default
+    /// [`crate::DEFAULT_MAX_REPLY_TOKENS`]; a reply cut short fails its segment.
+    pub max_reply_tokens: usize,
     /// Worker threads that run jobs (ingests). Default 1: each ingest already uses every core
     /// (decoding, shot detection and embedding run in parallel). 0 runs no jobs: such an engine
     /// can read, search and queue work for another engine on the same folder.
@@ -55,6 +58,7 @@ impl Default for EngineOptions {
             text_model: ModelChoice::Default,
             asr_model: ModelChoice::Default,
             ann: AnnConfig::default(),
+            max_reply_tokens: crate::extraction::MAX_REPLY_TOKENS,
             workers: 1,
         }
     }
@@ -82,6 +86,11 @@ impl EngineOptions {
 
     pub fn ann(mut self, ann: AnnConfig) -> Self {
         self.ann = ann;
+        self
+    }
+
+    pub fn max_reply_tokens(mut self, tokens: usize) -> Self {
+        self.max_reply_tokens = tokens.max(1);
         self
     }
 
@@ -169,7 +178,8 @@ impl Engine {
     pub fn open_with(dir: impl AsRef<Path>, options: EngineOptions) -> Result<Self> {
         let root = dir.as_ref().to_path_buf();
         let stores = Stores::embedded(&root, options.ann)?;
-        let models = Models::new(options.visual_model, options.text_model, options.asr_model, root.clone());
+        let mut models = Models::new(options.visual_model, options.text_model, options.asr_model, root.clone());
+        models.max_reply_tokens = options.max_reply_tokens;
         let core = Arc::new(Core { stores, models });
         let runner: Runner = {
             let core = core.clone();

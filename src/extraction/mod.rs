@@ -26,13 +26,16 @@ use crate::types::{
     VideoResult,
 };
 
-/// The most tokens a reply may have.
+/// The most tokens a reply may have, unless the engine's options say otherwise.
 pub const MAX_REPLY_TOKENS: usize = 512;
 
 /// The system message of every extraction call.
 pub const SYSTEM_PROMPT: &str = "You extract structured metadata from one segment of a media file. \
 Reply with JSON that follows the schema. Use only the evidence given. When the evidence does not \
 say, pick the closest allowed value, or write an empty string.";
+
+/// A language model and the longest reply allowed from it.
+type Lm<'a> = (&'a Mutex<LanguageModel>, usize);
 
 /// The request stored with a prompt-run job.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -112,7 +115,7 @@ fn execute(stores: &Stores, models: &Models, run: &PromptRun, ctx: &JobContext) 
             ctx.check()?;
             if !finished.contains(&seg.segment_id) {
                 let ev = evidence::Evidence::gather(media, segments, i, &phrases, visual.as_ref());
-                extract_segment(stores, &model, run, media, seg, &ev, ctx)?;
+                extract_segment(stores, (&model, models.max_reply_tokens), run, media, seg, &ev, ctx)?;
             }
             done += 1;
             ctx.progress(JobStage::ExtractingFields, done as f32 / total.max(1) as f32);
@@ -121,7 +124,7 @@ fn execute(stores: &Stores, models: &Models, run: &PromptRun, ctx: &JobContext) 
             let have = stores.prompts.video_result(&run.run_id, &media.video_id)?;
             if have.is_none_or(|r| r.status != "completed") && !segments.is_empty() {
                 ctx.check()?;
-                synthesise(stores, &model, run, media, vl, ctx)?;
+                synthesise(stores, (&model, models.max_reply_tokens), run, media, vl, ctx)?;
             }
         }
         index_results(stores, models, run, media)?;
@@ -132,7 +135,7 @@ fn execute(stores: &Stores, models: &Models, run: &PromptRun, ctx: &JobContext) 
 /// Ask the model about one segment and store the outcome (a result, or the failure).
 fn extract_segment(
     stores: &Stores,
-    model: &Mutex<LanguageModel>,
+    model: Lm<'_>,
     run: &PromptRun,
     media: &Media,
     seg: &Segment,
@@ -196,7 +199,7 @@ pub(crate) fn segment_messages(prompt: &Prompt, ev: &evidence::Evidence) -> Vec<
 #[allow(clippy::too_many_arguments)]
 fn call(
     stores: &Stores,
-    model: &Mutex<LanguageModel>,
+    (model, max_tokens): Lm<'_>,
     run: &PromptRun,
     media: Option<&Media>,
     seg: Option<&Segment>,
@@ -211,7 +214,7 @@ fn call(
     let mut m = model.lock().unwrap_or_else(|p| p.into_inner());
     let prompt_text = m.render(messages);
     let model_id = m.id().to_string();
-    let generated = m.generate(messages, Some(&decoding), MAX_REPLY_TOKENS, &|| ctx.is_stopped());
+    let generated = m.generate(messages, Some(&decoding), max_tokens, &|| ctx.is_stopped());
     drop(m);
     let duration_ms = started.elapsed().as_millis() as u64;
     let (metadata, raw, input_tokens, output_tokens, prefill_ms) = match generated {
@@ -219,7 +222,7 @@ fn call(
         Err(e) => (Err(e.to_string()), None, 0, 0, 0),
         Ok(g) => {
             let parsed = if g.finish == Finish::Length {
-                Err(format!("the reply was cut at {MAX_REPLY_TOKENS} tokens before its JSON was complete"))
+                Err(format!("the reply was cut at {max_tokens} tokens before its JSON was complete"))
             } else {
                 parse_and_validate(&g.text, user_schema)
             };
@@ -265,7 +268,7 @@ pub(crate) fn parse_and_validate(text: &str, schema: &Value) -> std::result::Res
 /// The media-wide synthesis over the segment results of one media item.
 fn synthesise(
     stores: &Stores,
-    model: &Mutex<LanguageModel>,
+    model: Lm<'_>,
     run: &PromptRun,
     media: &Media,
     vl: &crate::types::VideoLevel,
@@ -365,7 +368,7 @@ pub(crate) fn retry(stores: &Stores, models: &Models, retry: &SegmentRetry, ctx:
         let visual = evidence::VisualScores::new(stores, models, &media, &run.prompt.json_schema);
         let ev = evidence::Evidence::gather(&media, &segments, i, &phrases, visual.as_ref());
         let (_, model) = models.language(Some(&run.model))?;
-        extract_segment(stores, &model, &run, &media, &segments[i], &ev, ctx)?;
+        extract_segment(stores, (&model, models.max_reply_tokens), &run, &media, &segments[i], &ev, ctx)?;
         index_results(stores, models, &run, &media)?;
         // A run that finished with failures is completed once none is left.
         let now = stores.prompts.run(&run.run_id)?;

@@ -94,6 +94,8 @@ pub(crate) struct Models {
     /// Language models by GGUF path, loaded when a prompt run first asks for one. Generation
     /// takes the model's own lock (its attention cache): runs on one model take turns.
     language: Mutex<HashMap<PathBuf, Arc<Mutex<LanguageModel>>>>,
+    /// Longest reply of an extraction call, in tokens.
+    pub max_reply_tokens: usize,
 }
 
 /// A Whisper decoder on loan from the pool; goes back when dropped.
@@ -134,6 +136,7 @@ impl Models {
             speech: Mutex::new(Slot::NotLoaded),
             speech_pool: Mutex::default(),
             language: Mutex::default(),
+            max_reply_tokens: 512,
         }
     }
 

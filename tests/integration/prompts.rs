@@ -36,7 +36,10 @@ fn schemas_outside_the_subset_are_422_with_the_pointer_and_prompts_round_trip() 
     bad.json_schema["properties"]["mood"]["type"] = json!("date");
     let err = prompts.create(&bad, None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unprocessable);
-    assert!(matches!(&err, Error::InvalidSchema { pointer, .. } if pointer == "/json_schema/properties/mood/type"), "{err}");
+    assert!(
+        matches!(&err, Error::InvalidSchema { pointer, .. } if pointer == "/json_schema/properties/mood/type"),
+        "{err}"
+    );
     let mut short = scene_prompt();
     short.prompt_text = "too short".into();
     assert_eq!(prompts.create(&short, None).unwrap_err().kind(), ErrorKind::BadRequest);
@@ -50,7 +53,10 @@ fn schemas_outside_the_subset_are_422_with_the_pointer_and_prompts_round_trip() 
 
     let mut u = PromptUpdate::default();
     u.prompt_text = Some("Name the place and the mood of the scene.".into());
-    u.video_level = Some(videovector::VideoLevel::new("Sum up the media.", json!({"type": "object", "properties": {"summary": {"type": "string"}}})));
+    u.video_level = Some(videovector::VideoLevel::new(
+        "Sum up the media.",
+        json!({"type": "object", "properties": {"summary": {"type": "string"}}}),
+    ));
     let updated = prompts.update(&p.prompt_id, &u).unwrap();
     assert_eq!(updated.name, p.name, "fields not given stay");
     assert!(updated.video_level.is_some());
@@ -93,14 +99,20 @@ fn bad_run_requests_are_refused_before_anything_is_stored() {
     let videos = |ids: Vec<String>| RunTarget::Videos { video_ids: ids, index_id: None };
     let kind = |req: RunRequest| runs.execute(&req, None).unwrap_err().kind();
     assert_eq!(kind(RunRequest::new("prompt_nope", RunTarget::Playground)), ErrorKind::NotFound);
-    assert_eq!(kind(RunRequest::new(p.prompt_id.as_str(), RunTarget::Index { index_id: "nope".into() })), ErrorKind::NotFound);
+    assert_eq!(
+        kind(RunRequest::new(p.prompt_id.as_str(), RunTarget::Index { index_id: "nope".into() })),
+        ErrorKind::NotFound
+    );
     assert_eq!(kind(RunRequest::new(p.prompt_id.as_str(), videos(vec!["vid_nope".into()]))), ErrorKind::NotFound);
     assert_eq!(kind(RunRequest::new(p.prompt_id.as_str(), videos(vec![]))), ErrorKind::BadRequest);
     let mut fixed = RunRequest::new(p.prompt_id.as_str(), videos(vec![vid.clone()]));
     fixed.video_segmentation_type = VideoSegmentation::Fixed;
     assert_eq!(kind(fixed), ErrorKind::BadRequest, "fixed without a duration");
     engine.indexes().create("empty", None).unwrap();
-    assert_eq!(kind(RunRequest::new(p.prompt_id.as_str(), RunTarget::Index { index_id: "empty".into() })), ErrorKind::BadRequest);
+    assert_eq!(
+        kind(RunRequest::new(p.prompt_id.as_str(), RunTarget::Index { index_id: "empty".into() })),
+        ErrorKind::BadRequest
+    );
     assert_eq!(runs.get("run_nope").unwrap_err().kind(), ErrorKind::NotFound);
     assert!(runs.list(10).unwrap().is_empty(), "nothing was stored");
 }
@@ -183,4 +195,136 @@ fn scene_labels_are_extracted_accurately_and_every_result_is_valid() {
     // What was extracted is searchable as text (the metadata space).
     let hits = engine.search().text(None, &videovector::TextSearch::new("place: kitchen").top_k(3)).unwrap();
     assert!(!hits.results.is_empty());
+}
+
+/// A replies-cut-short engine fails every segment: the run ends `failed`, the manifest lists each
+/// segment with its operation and error; a retry with room to answer fixes one segment.
+#[test]
+fn failed_segments_are_listed_and_a_retry_fixes_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cramped = Engine::open_with(
+        &data,
+        EngineOptions::new().visual_model(ModelChoice::Off).text_model(ModelChoice::Off).max_reply_tokens(3),
+    )
+    .unwrap();
+    let video_id =
+        cramped.videos().ingest(fixture("scenes/scene_06.wav"), &IngestOptions::default()).unwrap().video_id.unwrap();
+    let prompt = cramped.prompts().create(&scene_prompt(), None).unwrap();
+    let req = RunRequest::new(
+        prompt.prompt_id.as_str(),
+        RunTarget::Videos { video_ids: vec![video_id.to_string()], index_id: None },
+    );
+    let run = cramped.prompt_runs().execute(&req, None).unwrap();
+    let run = cramped.prompt_runs().wait(&run.run_id, Some(Duration::from_secs(600))).unwrap();
+    assert_eq!(run.status, RunStatus::Failed, "{run:?}");
+    assert!(run.total_segments >= 1 && run.failed_segments == run.total_segments, "{run:?}");
+    let failed = cramped.prompt_runs().failed_segments(&run.run_id).unwrap();
+    assert_eq!(failed.len() as u64, run.total_segments);
+    assert!(
+        failed
+            .iter()
+            .all(|f| f.failed_operation == "field_extraction" && f.retryable && f.error.contains("cut at 3 tokens")),
+        "{failed:?}"
+    );
+    let calls = cramped.prompt_runs().llm_calls(&run.run_id).unwrap();
+    assert!(calls.iter().all(|c| c.status == "failed" && c.error_message.is_some() && c.response_text.is_some()));
+    drop(cramped);
+
+    let engine = model_engine(&data, 1);
+    let first = &failed[0];
+    let retry = engine.prompt_runs().retry_segment(&run.run_id, &video_id, &first.segment_id, Some("r1")).unwrap();
+    assert_eq!(
+        engine.prompt_runs().retry_segment(&run.run_id, &video_id, &first.segment_id, Some("r1")).unwrap().retry_id,
+        retry.retry_id
+    );
+    let done = loop {
+        let r = engine.prompt_runs().retry_status(&retry.retry_id).unwrap();
+        if matches!(r.status.as_str(), "completed" | "failed") {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(done.status, "completed", "{done:?}");
+    let left = engine.prompt_runs().failed_segments(&run.run_id).unwrap();
+    assert_eq!(left.len(), failed.len() - 1);
+    let fixed = engine.prompt_runs().results(&run.run_id, &video_id, &PageRequest::first(100)).unwrap().data;
+    let fixed = fixed.iter().find(|r| r.segment_id == first.segment_id).unwrap();
+    assert!(fixed.field_extraction_succeeded && fixed.attempts == 2, "{fixed:?}");
+    assert_eq!(fixed.metadata["place"], json!("beach"));
+    assert_eq!(
+        engine.prompt_runs().retry_segment(&run.run_id, "vid_nope", &first.segment_id, None).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+/// `kill -9` in the middle of a run: the next engine on the folder resumes it, and segments done
+/// before the kill are neither asked again nor stored twice.
+#[test]
+fn a_killed_run_resumes_without_redoing_done_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let engine = model_engine(&data, 1);
+    let mut ids = Vec::new();
+    for name in ["scene_01", "scene_02", "scene_03"] {
+        ids.push(
+            engine
+                .videos()
+                .ingest(fixture(&format!("scenes/{name}.wav")), &IngestOptions::default())
+                .unwrap()
+                .video_id
+                .unwrap(),
+        );
+    }
+    let prompt = engine.prompts().create(&scene_prompt(), None).unwrap();
+    drop(engine);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_videovector"))
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--visual-model",
+            "off",
+            "run",
+            "execute",
+            "--prompt",
+            prompt.prompt_id.as_str(),
+            "--playground",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let watcher = Engine::open_with(&data, EngineOptions::new().visual_model(ModelChoice::Off).workers(0)).unwrap();
+    let started = std::time::Instant::now();
+    let run_id = loop {
+        assert!(started.elapsed() < Duration::from_secs(300), "the run never got going");
+        if let Some(r) = watcher.prompt_runs().list(1).unwrap().first() {
+            if r.completed_segments >= 2 {
+                break r.run_id.clone();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    child.kill().unwrap(); // SIGKILL, mid-run
+    child.wait().unwrap();
+    let before = watcher.prompt_runs().get(&run_id).unwrap();
+    assert_eq!(before.status, RunStatus::Processing, "the kill left the run unfinished");
+    assert!(before.completed_segments < before.total_segments, "{before:?}");
+    drop(watcher);
+
+    let engine = model_engine(&data, 1);
+    let run = engine.prompt_runs().wait(&run_id, Some(Duration::from_secs(600))).unwrap();
+    assert_eq!(run.status, RunStatus::Completed, "{run:?}");
+    let mut results = 0;
+    for v in &ids {
+        results += engine.prompt_runs().results(&run_id, v, &PageRequest::first(100)).unwrap().data.len() as u64;
+    }
+    assert_eq!(results, run.total_segments, "one result per segment, none twice");
+    let calls = engine.prompt_runs().llm_calls(&run_id).unwrap();
+    let mut asked: HashMap<String, usize> = HashMap::new();
+    for c in calls.iter().filter(|c| c.status == "completed") {
+        *asked.entry(c.segment_id.clone().unwrap().to_string()).or_default() += 1;
+    }
+    assert!(asked.values().all(|&n| n == 1), "a segment done before the kill was asked again: {asked:?}");
+    assert_eq!(asked.len() as u64, run.total_segments);
 }
