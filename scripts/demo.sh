@@ -21,7 +21,25 @@ echo
 echo 'search text "rather selfish and cold hearted" (score, segment, video, span, modality, thumbnail):'
 vv search text "rather selfish and cold hearted" --index fixtures --top-k 3
 echo
-echo "jobs (one per ingested file; job_id, kind, status, stage, video_id):"
+echo "prompt run: the local language model extracts a topic, a setting and a mood per segment"
+cat > /tmp/videovector-demo-schema.json <<'JSON'
+{"type": "object", "properties": {
+  "topic": {"type": "string", "description": "what the segment is about, in a few words"},
+  "setting": {"type": "string", "enum": ["indoors", "outdoors", "unknown"]},
+  "mood": {"type": "string", "enum": ["calm", "tense", "joyful", "sad", "neutral"]}}}
+JSON
+prompt_id=$(vv prompt create --name "Demo scene facts" --text "Describe the topic, setting and mood of the segment from the evidence." \
+  --schema @/tmp/videovector-demo-schema.json --idempotency-key demo-scene-prompt | python3 -c 'import json,sys; print(json.load(sys.stdin)["prompt_id"])')
+vv run execute --prompt "$prompt_id" --index fixtures --idempotency-key demo-scene-run || echo "(some segments failed: vv run failed-segments RUN)"
+run_id=$(vv run list --limit 1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["run_id"])')
+speech_id=$(vv media list --index fixtures --json | python3 -c 'import json,sys; print([m["video_id"] for m in json.load(sys.stdin)["data"] if m["title"] == "speech.wav"][0])')
+echo "results for speech.wav (start, end, metadata):"
+vv run results "$run_id" --video-id "$speech_id" | python3 -c 'import json,sys; [print(f"{r[\"start_time\"]:6.2f} {r[\"end_time\"]:6.2f} {json.dumps(r[\"metadata\"])}") for r in json.load(sys.stdin)["data"]]'
+echo
+echo 'search text "lighthouse on the coast" (transcripts and extracted metadata):'
+vv search text "lighthouse on the coast" --index fixtures --top-k 3
+echo
+echo "jobs (one per ingested file and one per run; job_id, kind, status, stage, video_id):"
 vv jobs list
 echo
 echo "last events of the log:"

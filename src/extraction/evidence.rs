@@ -186,11 +186,14 @@ pub fn included_fields(result: &SegmentResult, fields: Option<&[String]>, phrase
     }
 }
 
+/// An enum field's path and its values, each with its unit text vector.
+type EnumField = (String, Vec<(String, Vec<f32>)>);
+
 /// The visual model's zero-shot scores for a media item's keyframes against the enum values of a
 /// schema; built once per media item.
 pub struct VisualScores {
     /// Per enum field: the values and their unit text vectors.
-    fields: Vec<(String, Vec<(String, Vec<f32>)>)>,
+    fields: Vec<EnumField>,
     /// Keyframe vectors by segment.
     keyframes: std::collections::HashMap<String, Vec<f32>>,
 }

@@ -366,12 +366,13 @@ mod tests {
         let value = json!({"headline": "Rain", "scene": {"location": "harbour", "people": [{"name": "Ann"}, {"name": "Bo"}]},
             "objects": ["boat", "rope"], "count": 2, "night": false, "note": null});
         let text = metadata_text(&value, &[]);
+        // Lines follow the order of the fields (serde_json keeps insertion order in this build).
         assert_eq!(
             text,
-            "count: 2\nheadline: Rain\nnight: false\nobjects[0]: boat\nobjects[1]: rope\nscene.location: harbour\nscene.people[0].name: Ann\nscene.people[1].name: Bo"
+            "headline: Rain\nscene.location: harbour\nscene.people[0].name: Ann\nscene.people[1].name: Bo\nobjects[0]: boat\nobjects[1]: rope\ncount: 2\nnight: false"
         );
         let text = metadata_text(&value, &["scene.people".into(), "objects".into()]);
-        assert_eq!(text, "count: 2\nheadline: Rain\nnight: false\nscene.location: harbour");
+        assert_eq!(text, "headline: Rain\nscene.location: harbour\ncount: 2\nnight: false");
         assert_eq!(field(&value, "scene.location"), Some(json!("harbour")));
         assert_eq!(field(&value, "scene.people.name"), Some(json!(["Ann", "Bo"])));
         assert_eq!(field(&value, "missing"), None);

@@ -60,7 +60,7 @@ impl FrameSink for AnalysisSink<'_> {
                 return Ok(Flow::Stop);
             }
         }
-        if frame.index % 50 == 0 && self.expected_frames > 0.0 {
+        if frame.index.is_multiple_of(50) && self.expected_frames > 0.0 {
             self.ctx.progress(JobStage::Analysing, (frame.index as f64 / self.expected_frames).min(1.0) as f32);
         }
         self.ctx.check()?;

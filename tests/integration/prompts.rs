@@ -328,3 +328,70 @@ fn a_killed_run_resumes_without_redoing_done_segments() {
     assert!(asked.values().all(|&n| n == 1), "a segment done before the kill was asked again: {asked:?}");
     assert_eq!(asked.len() as u64, run.total_segments);
 }
+
+/// A leaf schema and a value description for the generator below.
+fn leaf() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(json!({"type": "string"})),
+        Just(json!({"type": "integer"})),
+        Just(json!({"type": "number"})),
+        Just(json!({"type": "boolean"})),
+        proptest::sample::subsequence(vec!["red", "green", "blue", "calm", "loud", "indoor"], 2..4)
+            .prop_map(|v| json!({"type": "string", "enum": v})),
+        Just(json!({"type": "array", "items": {"type": "string"}})),
+        Just(json!({"type": "array", "items": {"type": "integer"}})),
+    ]
+}
+
+fn schema_strategy() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let names = proptest::sample::subsequence(vec!["colour", "count", "place", "mood", "tags", "score", "title"], 1..4);
+    let object = |names: Vec<&'static str>, leaves: Vec<Value>| {
+        let props: serde_json::Map<String, Value> = names.iter().map(|n| n.to_string()).zip(leaves).collect();
+        json!({"type": "object", "properties": props})
+    };
+    (names.clone(), proptest::collection::vec(leaf(), 4), names, proptest::collection::vec(leaf(), 4), any::<bool>())
+        .prop_map(move |(n1, l1, n2, l2, nest)| {
+            let mut outer = object(n1, l1);
+            if nest {
+                outer["properties"]["detail"] = object(n2, l2);
+            }
+            outer
+        })
+}
+
+/// Constrained decoding over generated schemas and inputs: every reply that ends is valid JSON
+/// for its schema (checked by the `jsonschema` validator, not by the decoder that produced it).
+#[test]
+fn constrained_replies_are_valid_for_generated_schemas() {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    use videovector::internals::ml::llm::{resolve, LanguageModel, Message};
+    let path =
+        resolve(videovector::DEFAULT_LANGUAGE_MODEL, &videovector::internals::ml::source::search_dirs(None)).unwrap();
+    let model =
+        std::cell::RefCell::new(LanguageModel::load(&path, "default", &videovector::internals::ml::device()).unwrap());
+    let (_d, engine) = temp_engine();
+    let sentences = proptest::sample::select(vec![
+        "A red bus stops in front of the station at noon; three people get off.",
+        "The blue kitchen is quiet; a cat sleeps on 2 chairs.",
+        "Loud music plays indoors while 40 guests dance and laugh.",
+        "Nothing is said. The screen stays green for ten seconds.",
+    ]);
+    let mut runner = TestRunner::new_with_rng(
+        Config { cases: 6, ..Config::default() },
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    );
+    runner
+        .run(&(schema_strategy(), sentences), |(schema, text)| {
+            let messages = [Message::system("Fill the fields from the text. Reply with JSON."), Message::user(text)];
+            let g = model.borrow_mut().generate(&messages, Some(&schema), 256, &|| false).unwrap();
+            proptest::prop_assert_eq!(g.finish, videovector::internals::ml::llm::Finish::Stop, "reply cut: {}", g.text);
+            let value: Value = serde_json::from_str(&g.text)
+                .map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{e}: {}", g.text)))?;
+            let check = engine.prompts().test_schema(&schema, &value).unwrap();
+            proptest::prop_assert!(check.valid, "{} breaks {}: {:?}", g.text, schema, check.errors);
+            Ok(())
+        })
+        .unwrap();
+}

@@ -230,7 +230,7 @@ impl JobStore for SqliteStore {
             let now = now_ms();
             let mut requeued = Vec::new();
             for (id, owner, lease) in running {
-                let gone = owner.as_deref().map_or(true, is_dead) || lease.map_or(true, |l| l < now);
+                let gone = owner.as_deref().is_none_or(is_dead) || lease.is_none_or(|l| l < now);
                 if !gone {
                     continue;
                 }

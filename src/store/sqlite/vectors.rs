@@ -74,7 +74,7 @@ impl AnnCache {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let generation = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".usearch"));
-            if generation.is_some_and(|g| keep.map_or(true, |k| g != k.to_string())) {
+            if generation.is_some_and(|g| keep.is_none_or(|k| g != k.to_string())) {
                 // Best effort: a leftover file is never loaded (its generation is not current).
                 let _ = std::fs::remove_file(e.path());
             }
