@@ -13,8 +13,8 @@ use crate::ids::{RetryId, RunId};
 use crate::ml::llm::{Message, DEFAULT_LANGUAGE_MODEL};
 use crate::store::NewRun;
 use crate::types::{
-    AudioSegmentation, FailedSegment, JobKind, JobRequest, LlmCall, MediaType, NewPrompt, Page, PageRequest, Prompt,
-    PromptRun, PromptUpdate, PromptUsage, RunEstimate, RunRequest, RunStatus, SchemaCheck, SegmentResult, SegmentRetry,
+    AudioSegmentation, FailedSegment, JobKind, JobRequest, LlmCall, NewPrompt, Page, PageRequest, Prompt, PromptRun,
+    PromptUpdate, PromptUsage, RunEstimate, RunRequest, RunStatus, SchemaCheck, SegmentResult, SegmentRetry,
     VideoLevel, VideoResult, VideoSegmentation,
 };
 
@@ -223,43 +223,6 @@ impl<'a> PromptRuns<'a> {
             return Err(Error::invalid("prompt_id", format!("prompt {} is deactivated", prompt.prompt_id)));
         }
         let (index, videos) = extraction::target_media(stores, &req.target)?;
-        // Runs read the segments made at ingest: a run that asks for another segmentation
-        // would need segments of its own, which this version does not make.
-        for v in &videos {
-            let media = stores.catalog.media(v)?;
-            if let Some(req_json) = stores.catalog.media_request(v)? {
-                let ingest: Value = serde_json::from_str(&req_json).unwrap_or_default();
-                let seg = &ingest["segmentation"];
-                let same = |ty: &str, want: &str, dur: &str, want_dur: Option<u32>| {
-                    seg[ty].as_str().is_none_or(|s| s == want)
-                        && (want != "fixed" || seg[dur].as_f64() == want_dur.map(f64::from))
-                };
-                let fits = match media.media_type {
-                    Some(MediaType::Image) => true,
-                    Some(MediaType::Audio) => same(
-                        "audio_segmentation_type",
-                        req.audio_segmentation_type.as_str(),
-                        "audio_segment_duration",
-                        req.audio_segment_duration,
-                    ),
-                    _ => same(
-                        "video_segmentation_type",
-                        req.video_segmentation_type.as_str(),
-                        "video_segment_duration",
-                        req.video_segment_duration,
-                    ),
-                };
-                if !fits {
-                    return Err(Error::invalid(
-                        "video_segmentation_type",
-                        format!(
-                            "{} was ingested with another segmentation; runs use the ingest segments (run-backed segmentations are not supported yet)",
-                            media.video_id
-                        ),
-                    ));
-                }
-            }
-        }
         let model = req.processing_model.clone().unwrap_or_else(|| DEFAULT_LANGUAGE_MODEL.to_string());
         let model = if crate::ml::llm::HOSTED_MODEL_NAMES.contains(&model.as_str()) {
             DEFAULT_LANGUAGE_MODEL.to_string()
@@ -334,7 +297,14 @@ impl<'a> PromptRuns<'a> {
         let mut m = lm.lock().unwrap_or_else(|p| p.into_inner());
         for v in &videos {
             let media = stores.catalog.media(v)?;
-            let segs = extraction::run_segments(stores, &media)?;
+            let segs = match extraction::own_segmentation(stores, &media, req)? {
+                // A segmentation of the run's own: planned as the run will (its file analysed again), not stored.
+                Some(config) => {
+                    let (_, plan) = extraction::plan_own(&media, &config, &crate::jobs::JobContext::detached())?;
+                    extraction::planned_segments(&media, &plan, &config)
+                }
+                None => crate::store::all_segments(stores.catalog.as_ref(), v, media.primary_kind())?,
+            };
             let phrases = stores.catalog.phrases(v)?;
             let visual = extraction::evidence::VisualScores::new(stores, models, &media, &prompt.json_schema);
             for i in 0..segs.len() {

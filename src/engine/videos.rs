@@ -63,6 +63,12 @@ pub struct Submission {
 pub struct SegmentQuery {
     /// `video` or `audio`; default: the media's primary kind (audio for audio files, video otherwise).
     pub kind: Option<SegmentKind>,
+    /// The segments a prompt run made of its own (when it asked for another segmentation).
+    #[serde(default)]
+    pub run_id: Option<String>,
+    /// The segments of the newest run that made its own (the ingest ones when none did).
+    #[serde(default)]
+    pub latest_run: bool,
     #[serde(flatten)]
     pub page: PageRequest,
 }
@@ -74,6 +80,16 @@ impl SegmentQuery {
 
     pub fn kind(mut self, kind: SegmentKind) -> Self {
         self.kind = Some(kind);
+        self
+    }
+
+    pub fn run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = Some(run_id.into());
+        self
+    }
+
+    pub fn latest_run(mut self) -> Self {
+        self.latest_run = true;
         self
     }
 
@@ -393,7 +409,17 @@ impl<'a> Videos<'a> {
             Some(k) => k,
             None => self.retrieve(video_id)?.primary_kind(),
         };
-        self.engine.stores().catalog.segments(video_id, kind, &query.page)
+        let stores = self.engine.stores();
+        let run = match (&query.run_id, query.latest_run) {
+            (Some(_), true) => return Err(Error::invalid("latest_run", "give run_id or latest_run, not both")),
+            (Some(r), false) => {
+                stores.prompts.run(r)?;
+                Some(r.clone())
+            }
+            (None, true) => stores.catalog.latest_segment_run(video_id)?,
+            (None, false) => None,
+        };
+        stores.catalog.segments(video_id, kind, run.as_deref(), &query.page)
     }
 
     pub fn batch_retrieve(&self, video_ids: &[String]) -> Result<Batch<Media>> {

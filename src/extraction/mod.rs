@@ -16,14 +16,17 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::ids::{LlmCallId, RunId, VideoId};
+use crate::ids::{LlmCallId, RunId, SegmentId, VideoId};
 use crate::jobs::JobContext;
 use crate::ml::llm::{Finish, LanguageModel, Message};
 use crate::ml::Models;
-use crate::store::{all_segments, Stores};
+use crate::pipeline::analyse::Analysis;
+use crate::pipeline::plan::Plan;
+use crate::segment::SegmentationConfig;
+use crate::store::{all_run_segments, all_segments, Stores};
 use crate::types::{
-    JobStage, LlmCall, Media, Prompt, PromptRun, RunStatus, Scope, Segment, SegmentResult, SegmentRetry, Space, Status,
-    VideoResult,
+    us_to_secs, AudioSegmentation, JobStage, LlmCall, Media, MediaType, Prompt, PromptRun, RunRequest, RunStatus,
+    Scope, Segment, SegmentKind, SegmentResult, SegmentRetry, Space, Status, VideoResult, VideoSegmentation,
 };
 
 /// The most tokens a reply may have, unless the engine's options say otherwise.
@@ -89,9 +92,131 @@ pub(crate) fn run(stores: &Stores, models: &Models, run_id: &RunId, ctx: &JobCon
     }
 }
 
-/// The segments a run asks about for one media item: the ingest segmentation of its primary kind.
-pub(crate) fn run_segments(stores: &Stores, media: &Media) -> Result<Vec<Segment>> {
+/// The segments a run asks about for one media item, of its primary kind: the run's own
+/// segmentation when it made one, else the ingest segmentation.
+pub(crate) fn run_segments(stores: &Stores, media: &Media, run_id: &RunId) -> Result<Vec<Segment>> {
+    let own = all_run_segments(stores.catalog.as_ref(), &media.video_id, media.primary_kind(), Some(run_id))?;
+    if !own.is_empty() {
+        return Ok(own);
+    }
     all_segments(stores.catalog.as_ref(), &media.video_id, media.primary_kind())
+}
+
+/// The segmentation a run needs for a media item when the ingest one does not match its request
+/// (`None` when it does): the ingest settings (thresholds and all) with the run's types and durations.
+pub(crate) fn own_segmentation(stores: &Stores, media: &Media, req: &RunRequest) -> Result<Option<SegmentationConfig>> {
+    let ingest: SegmentationConfig = stores
+        .catalog
+        .media_request(&media.video_id)?
+        .and_then(|j| serde_json::from_str::<Value>(&j).ok())
+        .and_then(|v| serde_json::from_value(v["segmentation"].clone()).ok())
+        .unwrap_or_default();
+    let secs = |d: Option<u32>| d.map(f64::from);
+    let fits = match media.media_type {
+        Some(MediaType::Image) => true,
+        Some(MediaType::Audio) => {
+            ingest.audio_segmentation_type == req.audio_segmentation_type
+                && (req.audio_segmentation_type != AudioSegmentation::Fixed
+                    || ingest.audio_segment_duration == secs(req.audio_segment_duration))
+        }
+        _ => {
+            ingest.video_segmentation_type == req.video_segmentation_type
+                && (req.video_segmentation_type != VideoSegmentation::Fixed
+                    || ingest.video_segment_duration == secs(req.video_segment_duration))
+        }
+    };
+    if fits {
+        return Ok(None);
+    }
+    let mut config = ingest;
+    config.video_segmentation_type = req.video_segmentation_type;
+    config.audio_segmentation_type = req.audio_segmentation_type;
+    config.video_segment_duration = secs(req.video_segment_duration).or(config.video_segment_duration);
+    config.audio_segment_duration = secs(req.audio_segment_duration).or(config.audio_segment_duration);
+    Ok(Some(config))
+}
+
+/// Analyse the media's file again and plan a run's segmentation (ingest keeps no frame
+/// statistics, so a new segmentation decodes the file once more).
+pub(crate) fn plan_own(media: &Media, config: &SegmentationConfig, ctx: &JobContext) -> Result<(Analysis, Plan)> {
+    let path = std::path::Path::new(&media.source_path);
+    let analysis = crate::pipeline::analyse::analyse(path, &config.shots, ctx)?;
+    let plan = crate::pipeline::plan::plan(&analysis, config)?;
+    Ok((analysis, plan))
+}
+
+/// The planned spans of a media item's primary kind as segments (not stored; for estimates).
+pub(crate) fn planned_segments(media: &Media, plan: &Plan, config: &SegmentationConfig) -> Vec<Segment> {
+    let (kind, spans, method): (SegmentKind, Vec<(i64, i64)>, &str) = match media.primary_kind() {
+        SegmentKind::Audio => (
+            SegmentKind::Audio,
+            plan.audio.iter().map(|s| (s.start_us, s.end_us)).collect(),
+            config.audio_segmentation_type.as_str(),
+        ),
+        _ => (
+            SegmentKind::Video,
+            plan.video.iter().map(|(s, _)| (s.start_us, s.end_us)).collect(),
+            config.video_segmentation_type.as_str(),
+        ),
+    };
+    spans
+        .into_iter()
+        .enumerate()
+        .map(|(i, (start_us, end_us))| Segment {
+            segment_id: SegmentId::from(format!("planned_{i}")),
+            video_id: media.video_id.clone(),
+            run_id: None,
+            kind,
+            index: i as u32,
+            start: us_to_secs(start_us),
+            end: us_to_secs(end_us),
+            start_us,
+            end_us,
+            segmentation_type: method.to_string(),
+            keyframe_time: None,
+            keyframe_frame: None,
+            thumbnail_path: None,
+        })
+        .collect()
+}
+
+/// A run's own segments for a media item: made once (analysis, plan, keyframes and thumbnails
+/// beside the ingest ones, keyframes embedded when asked), then reused, also after a crash.
+fn own_segments(
+    stores: &Stores,
+    models: &Models,
+    run: &PromptRun,
+    media: &Media,
+    config: &SegmentationConfig,
+    ctx: &JobContext,
+) -> Result<Vec<Segment>> {
+    let kind = media.primary_kind();
+    let have = all_run_segments(stores.catalog.as_ref(), &media.video_id, kind, Some(&run.run_id))?;
+    if !have.is_empty() {
+        return Ok(have);
+    }
+    ctx.progress(JobStage::Analysing, 0.0);
+    let (analysis, plan) = plan_own(media, config, ctx)?;
+    ctx.progress(JobStage::Extracting, 0.0);
+    let path = std::path::Path::new(&media.source_path);
+    let (segments, _) = crate::pipeline::extract::extract(
+        path,
+        stores.blobs.as_ref(),
+        &media.video_id,
+        &analysis,
+        &plan,
+        config,
+        &crate::pipeline::OutputConfig::default(),
+        false,
+        ctx,
+    )?;
+    stores.catalog.add_run_segments(&media.video_id, &run.run_id, &segments)?;
+    if run.request.enable_image_embedding && models.visual()?.is_some() {
+        let scope = Scope::of(media.index_id.as_ref());
+        let todo = stores.catalog.thumbnails_without_vector(Some(&scope), Space::Visual)?;
+        crate::pipeline::embed::embed_thumbnails(stores, models, &todo, ctx)?;
+    }
+    all_run_segments(stores.catalog.as_ref(), &media.video_id, kind, Some(&run.run_id))
 }
 
 fn execute(stores: &Stores, models: &Models, run: &PromptRun, ctx: &JobContext) -> Result<()> {
@@ -99,7 +224,11 @@ fn execute(stores: &Stores, models: &Models, run: &PromptRun, ctx: &JobContext) 
     let mut plan: Vec<(Media, Vec<Segment>)> = Vec::new();
     for v in &videos {
         let media = stores.catalog.media(v)?;
-        let segments = if media.status == Status::Completed { run_segments(stores, &media)? } else { Vec::new() };
+        let segments = match own_segmentation(stores, &media, &run.request)? {
+            _ if media.status != Status::Completed => Vec::new(),
+            Some(config) => own_segments(stores, models, run, &media, &config, ctx)?,
+            None => run_segments(stores, &media, &run.run_id)?,
+        };
         plan.push((media, segments));
     }
     let total: usize = plan.iter().map(|(_, s)| s.len()).sum();
@@ -359,7 +488,7 @@ pub(crate) fn retry(stores: &Stores, models: &Models, retry: &SegmentRetry, ctx:
     let outcome = (|| -> Result<()> {
         let run = stores.prompts.run(&retry.run_id)?;
         let media = stores.catalog.media(&retry.video_id)?;
-        let segments = run_segments(stores, &media)?;
+        let segments = run_segments(stores, &media, &run.run_id)?;
         let i = segments
             .iter()
             .position(|s| s.segment_id == retry.segment_id)

@@ -81,9 +81,14 @@ pub(crate) fn extract(
     plan: &Plan,
     config: &SegmentationConfig,
     output: &OutputConfig,
+    fresh: bool,
     ctx: &JobContext,
 ) -> Result<(Vec<NewSegment>, Option<String>)> {
-    blobs.remove_media(video_id)?;
+    // An ingest replaces everything the media had; a run's own segmentation adds thumbnails
+    // beside the ingest ones and makes no preview.
+    if fresh {
+        blobs.remove_media(video_id)?;
+    }
     let method = config.video_segmentation_type.as_str();
     let mut segments: Vec<NewSegment> = plan
         .video
@@ -114,7 +119,7 @@ pub(crate) fn extract(
                 }
             }
             let n = analysis.frames.len();
-            let gif_count = (output.gif_frames as usize).min(n);
+            let gif_count = if fresh { (output.gif_frames as usize).min(n) } else { 0 };
             for g in 0..gif_count {
                 let frame = (g * n + n / 2) / gif_count.max(1);
                 targets.entry(frame.min(n - 1) as u64).or_default().push(Want::Gif(g));

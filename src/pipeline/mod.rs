@@ -11,7 +11,7 @@
 
 pub(crate) mod analyse;
 pub(crate) mod embed;
-mod extract;
+pub(crate) mod extract;
 pub(crate) mod plan;
 pub(crate) mod transcribe;
 
@@ -169,6 +169,7 @@ fn segment_media(
         &plan,
         &opts.segmentation,
         &opts.output,
+        true,
         ctx,
     )?;
     ctx.check()?;

@@ -1,13 +1,14 @@
 //! Answering a query: embed it, ask each space of the scope for candidates through the vector
 //! store (with a candidate filter where the request restricts), re-score exactly, fuse.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{
     candidates, decode_image, fuse, query_text, top_k, weights, ImageSearch, Modality, ModalityMatch, MultimodalSearch,
     Ranked, ScoreKind, SearchHit, SearchResponse, TextSearch,
 };
 use crate::error::{Error, Result};
+use crate::ids::SegmentId;
 use crate::ml::{Models, Role};
 use crate::store::{all_segments, Candidates, Stores};
 use crate::types::{ModelRef, Scope, Segment, Space};
@@ -18,21 +19,28 @@ pub(crate) struct Searcher<'a> {
     pub models: &'a Models,
 }
 
-/// Prompt runs arrive with the prompts issue; until then every run id is unknown.
-fn check_runs(run_ids: &[String]) -> Result<()> {
-    match run_ids.first() {
-        Some(id) => Err(Error::NotFound {
-            kind: "prompt run",
-            id: id.clone(),
-            hint: Some(
-                "This engine has no prompt runs yet: search the ingest segmentation by leaving run_ids empty".into(),
-            ),
-        }),
-        None => Ok(()),
-    }
+/// How many candidates to fetch from a space, and from which segments (`None`: all).
+#[derive(Clone, Copy)]
+struct Want<'a> {
+    k: usize,
+    only: Option<&'a HashSet<SegmentId>>,
 }
 
 impl Searcher<'_> {
+    /// The segments of the given runs (their results and the segments they made), or `None`
+    /// for no restriction. An unknown run id is a 404.
+    fn run_segments(&self, run_ids: &[String]) -> Result<Option<HashSet<SegmentId>>> {
+        if run_ids.is_empty() {
+            return Ok(None);
+        }
+        let mut out = HashSet::new();
+        for id in run_ids {
+            self.stores.prompts.run(id)?;
+            out.extend(self.stores.prompts.run_segment_ids(id)?);
+        }
+        Ok(Some(out))
+    }
+
     /// Candidates of `space` for `query`, checked against the model that made the space.
     fn ranked(
         &self,
@@ -41,8 +49,9 @@ impl Searcher<'_> {
         modality: Modality,
         query: &[f32],
         model: &ModelRef,
-        k: usize,
+        want: Want<'_>,
     ) -> Result<Option<Ranked>> {
+        let Want { k, only } = want;
         let Some(made_by) = self.stores.vectors.space_model(scope, space)? else {
             return Ok(None);
         };
@@ -57,7 +66,8 @@ impl Searcher<'_> {
                 made_by.id
             )));
         }
-        let rows = self.stores.vectors.search(scope, space, query, k, Candidates::All)?;
+        let candidates = only.map_or(Candidates::All, Candidates::Segments);
+        let rows = self.stores.vectors.search(scope, space, query, k, candidates)?;
         Ok(Some(Ranked::new(modality, rows, query)))
     }
 
@@ -66,12 +76,19 @@ impl Searcher<'_> {
     pub fn text(&self, scope: &Scope, req: &TextSearch) -> Result<SearchResponse> {
         let query = query_text("query", &req.query)?;
         let k = top_k(req.top_k)?;
-        check_runs(&req.run_ids)?;
+        let only = self.run_segments(&req.run_ids)?;
         let mut lists = Vec::new();
         if self.stores.vectors.space_model(scope, Space::Visual)?.is_some() {
             let clip = self.models.visual()?.ok_or_else(|| self.models.missing(Role::Visual))?;
             let q = clip.embed_texts(&[query])?.remove(0);
-            lists.extend(self.ranked(scope, Space::Visual, Modality::Visual, &q, clip.model_ref(), candidates(k))?);
+            lists.extend(self.ranked(
+                scope,
+                Space::Visual,
+                Modality::Visual,
+                &q,
+                clip.model_ref(),
+                Want { k: candidates(k), only: only.as_ref() },
+            )?);
         }
         for space in [Space::Transcript, Space::Metadata] {
             if self.stores.vectors.space_model(scope, space)?.is_some() {
@@ -83,7 +100,7 @@ impl Searcher<'_> {
                     Modality::of_space(space),
                     &q,
                     enc.model_ref(),
-                    candidates(k),
+                    Want { k: candidates(k), only: only.as_ref() },
                 )?);
             }
         }
@@ -95,7 +112,7 @@ impl Searcher<'_> {
     pub fn keyword(&self, scope: &Scope, req: &TextSearch) -> Result<SearchResponse> {
         let query = query_text("query", &req.query)?;
         let k = top_k(req.top_k)?;
-        check_runs(&req.run_ids)?;
+        let only = self.run_segments(&req.run_ids)?;
         let mut segments_of: HashMap<String, Vec<Segment>> = HashMap::new();
         let mut results: Vec<SearchHit> = Vec::new();
         for (rank, hit) in self.stores.catalog.keyword_phrases(scope, query, candidates(k))?.into_iter().enumerate() {
@@ -111,7 +128,9 @@ impl Searcher<'_> {
             else {
                 continue;
             };
-            if results.iter().any(|r| r.segment_id == segment.segment_id) {
+            if results.iter().any(|r| r.segment_id == segment.segment_id)
+                || only.as_ref().is_some_and(|o| !o.contains(&segment.segment_id))
+            {
                 continue;
             }
             let score = hit.score as f32;
@@ -136,12 +155,19 @@ impl Searcher<'_> {
     /// Image search over keyframes; `score` is the cosine similarity.
     pub fn image(&self, scope: &Scope, req: &ImageSearch) -> Result<SearchResponse> {
         let k = top_k(req.top_k)?;
-        check_runs(&req.run_ids)?;
+        let only = self.run_segments(&req.run_ids)?;
         let img = decode_image(&req.image_data)?;
         let clip = self.models.visual()?.ok_or_else(|| self.models.missing(Role::Visual))?;
         let q = clip.embed_images(&[img])?.remove(0);
         let lists: Vec<Ranked> = self
-            .ranked(scope, Space::Visual, Modality::Image, &q, clip.model_ref(), candidates(k))?
+            .ranked(
+                scope,
+                Space::Visual,
+                Modality::Image,
+                &q,
+                clip.model_ref(),
+                Want { k: candidates(k), only: only.as_ref() },
+            )?
             .into_iter()
             .collect();
         Ok(fuse(lists, k, None))
@@ -151,7 +177,7 @@ impl Searcher<'_> {
     pub fn multimodal(&self, scope: &Scope, req: &MultimodalSearch) -> Result<SearchResponse> {
         let k = top_k(req.top_k)?;
         let (tw, iw) = weights(req.text_weight, req.image_weight)?;
-        check_runs(&req.run_ids)?;
+        let only = self.run_segments(&req.run_ids)?;
         if req.text_query.is_none() && req.image_data.is_none() {
             return Err(Error::invalid("text_query", "give text_query, image_data or both"));
         }
@@ -163,11 +189,25 @@ impl Searcher<'_> {
         let mut lists = Vec::new();
         let mut queries: Vec<(&[f32], f32)> = Vec::new();
         if let Some(q) = &tq {
-            lists.extend(self.ranked(scope, Space::Visual, Modality::Text, q, clip.model_ref(), candidates(k))?);
+            lists.extend(self.ranked(
+                scope,
+                Space::Visual,
+                Modality::Text,
+                q,
+                clip.model_ref(),
+                Want { k: candidates(k), only: only.as_ref() },
+            )?);
             queries.push((q, tw));
         }
         if let Some(q) = &iq {
-            lists.extend(self.ranked(scope, Space::Visual, Modality::Image, q, clip.model_ref(), candidates(k))?);
+            lists.extend(self.ranked(
+                scope,
+                Space::Visual,
+                Modality::Image,
+                q,
+                clip.model_ref(),
+                Want { k: candidates(k), only: only.as_ref() },
+            )?);
             queries.push((q, iw));
         }
         Ok(fuse(lists, k, Some(&queries)))

@@ -138,11 +138,12 @@ pub(crate) fn segments_and_transcripts(open: &dyn Fn() -> Stores) {
     let (id, segs) = completed_media(&stores, &Scope::Playground, "s1", 5);
     let m = c.media(&id).unwrap();
     assert_eq!((m.status, m.duration), (Status::Completed, Some(5.0)));
-    let page = c.segments(&id, SegmentKind::Video, &PageRequest::first(2)).unwrap();
+    let page = c.segments(&id, SegmentKind::Video, None, &PageRequest::first(2)).unwrap();
     assert_eq!(page.data.iter().map(|s| s.index).collect::<Vec<_>>(), vec![0, 1]);
-    let rest = c.segments(&id, SegmentKind::Video, &PageRequest::after(Some(10), page.next_cursor.unwrap())).unwrap();
+    let rest =
+        c.segments(&id, SegmentKind::Video, None, &PageRequest::after(Some(10), page.next_cursor.unwrap())).unwrap();
     assert_eq!(rest.data.iter().map(|s| s.index).collect::<Vec<_>>(), vec![2, 3, 4]);
-    assert!(c.segments(&id, SegmentKind::Audio, &PageRequest::default()).unwrap().data.is_empty());
+    assert!(c.segments(&id, SegmentKind::Audio, None, &PageRequest::default()).unwrap().data.is_empty());
     assert_eq!(c.segment(&segs[3]).unwrap().start_us, 3_000_000);
 
     let phrase = |s: i64, text: &str| NewPhrase {

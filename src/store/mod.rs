@@ -136,7 +136,7 @@ pub(crate) struct VectorHit {
 /// Which segments a vector search may return: a pre-filter, applied inside the ANN search so
 /// that `k` results come back even when most vectors are filtered out.
 #[derive(Debug, Clone, Copy)]
-#[allow(dead_code)] // `Segments` is what filter search and run_ids will pass
+#[allow(dead_code)] // `Videos` is what filter search (the next issue) passes
 pub(crate) enum Candidates<'a> {
     All,
     Videos(&'a HashSet<VideoId>),
@@ -158,7 +158,16 @@ pub(crate) trait CatalogRead: Send + Sync {
     /// Media left `pending` or `processing`.
     fn unfinished_media(&self) -> Result<Vec<Media>>;
     /// Segments of one kind of a media item's ingest segmentation, in timeline order.
-    fn segments(&self, video_id: &str, kind: SegmentKind, page: &PageRequest) -> Result<Page<Segment>>;
+    /// Segments of one kind: the ingest segmentation (`run_id` `None`) or a run's own.
+    fn segments(
+        &self,
+        video_id: &str,
+        kind: SegmentKind,
+        run_id: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Segment>>;
+    /// The newest run that made segments of its own for this media item.
+    fn latest_segment_run(&self, video_id: &str) -> Result<Option<String>>;
     fn segment(&self, segment_id: &str) -> Result<Segment>;
     /// The transcript of a media item in time order.
     fn phrases(&self, video_id: &str) -> Result<Vec<Phrase>>;
@@ -195,6 +204,8 @@ pub(crate) trait CatalogWrite: CatalogRead {
     fn add_media_warnings(&self, video_id: &str, warnings: &[String]) -> Result<()>;
     /// Replace the transcript of a media item.
     fn set_phrases(&self, video_id: &str, model: &ModelRef, phrases: &[NewPhrase]) -> Result<()>;
+    /// Store a run's own segmentation of a media item (tiling like the ingest one), in one transaction.
+    fn add_run_segments(&self, video_id: &str, run_id: &str, segments: &[NewSegment]) -> Result<()>;
 }
 
 /// Vectors per (scope, space) with approximate nearest-neighbour search. The rows are the truth;
@@ -315,6 +326,8 @@ pub(crate) trait PromptStore: Send + Sync {
     fn save_video_result(&self, result: &VideoResult) -> Result<()>;
     fn video_result(&self, run_id: &str, video_id: &str) -> Result<Option<VideoResult>>;
     fn failed_segments(&self, run_id: &str) -> Result<Vec<FailedSegment>>;
+    /// The segments a run touched: those with a result, and those it made of its own.
+    fn run_segment_ids(&self, run_id: &str) -> Result<HashSet<SegmentId>>;
     fn log_llm_call(&self, call: &LlmCall) -> Result<()>;
     fn llm_calls(&self, run_id: &str) -> Result<Vec<LlmCall>>;
     /// Speed of `model` over its successful logged calls (`None` before the first).
@@ -355,10 +368,20 @@ pub use sqlite::AnnConfig;
 
 /// Every segment of a media item of one kind, in order (all pages).
 pub(crate) fn all_segments(catalog: &dyn CatalogRead, video_id: &str, kind: SegmentKind) -> Result<Vec<Segment>> {
+    all_run_segments(catalog, video_id, kind, None)
+}
+
+/// Every segment of one kind of a media item, for the ingest segmentation or a run's own.
+pub(crate) fn all_run_segments(
+    catalog: &dyn CatalogRead,
+    video_id: &str,
+    kind: SegmentKind,
+    run_id: Option<&str>,
+) -> Result<Vec<Segment>> {
     let mut out = Vec::new();
     let mut page = PageRequest::first(crate::types::MAX_PAGE_LIMIT);
     loop {
-        let p = catalog.segments(video_id, kind, &page)?;
+        let p = catalog.segments(video_id, kind, run_id, &page)?;
         out.extend(p.data);
         match p.next_cursor {
             Some(c) => page.cursor = Some(c),

@@ -395,3 +395,44 @@ fn constrained_replies_are_valid_for_generated_schemas() {
         })
         .unwrap();
 }
+
+/// A run that asks for another segmentation than the ingest's makes segments of its own (with
+/// its run id), found by `run_id` and `latest_run`; the ingest segments stay as they were; the
+/// estimate plans the same segments; `run_ids` search stays inside the run.
+#[test]
+fn a_run_with_its_own_segmentation_makes_run_backed_segments() {
+    use videovector::{AudioSegmentation, SegmentQuery, TextSearch};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = model_engine(&dir.path().join("data"), 1);
+    let video_id = engine.videos().ingest(fixture("speech.wav"), &IngestOptions::default()).unwrap().video_id.unwrap();
+    let ingest_segments = engine.videos().list_segments(&video_id, &SegmentQuery::new()).unwrap().data;
+    let prompt = engine.prompts().create(&scene_prompt(), None).unwrap();
+    let mut req = RunRequest::new(
+        prompt.prompt_id.as_str(),
+        RunTarget::Videos { video_ids: vec![video_id.to_string()], index_id: None },
+    );
+    req.audio_segmentation_type = AudioSegmentation::Fixed;
+    req.audio_segment_duration = Some(5);
+    let estimate = engine.prompt_runs().estimate(&req).unwrap();
+    assert_eq!(estimate.segments, 3, "13.7 s in 5 s spans");
+    let run = engine.prompt_runs().execute(&req, None).unwrap();
+    let run = engine.prompt_runs().wait(&run.run_id, Some(Duration::from_secs(600))).unwrap();
+    assert_eq!(run.status, RunStatus::Completed, "{run:?}");
+    assert_eq!(run.total_segments, 3);
+    let own = engine.videos().list_segments(&video_id, &SegmentQuery::new().run_id(run.run_id.as_str())).unwrap().data;
+    assert_eq!(own.len(), 3);
+    assert!(own.iter().all(|s| s.run_id.as_deref() == Some(run.run_id.as_str()) && s.segmentation_type == "fixed"));
+    assert_eq!((own[0].start_us, own[2].end_us), (0, ingest_segments.last().unwrap().end_us), "they tile the media");
+    assert_eq!(own[1].start, 5.0);
+    let latest = engine.videos().list_segments(&video_id, &SegmentQuery::new().latest_run()).unwrap().data;
+    assert_eq!(latest, own);
+    assert_eq!(engine.videos().list_segments(&video_id, &SegmentQuery::new()).unwrap().data, ingest_segments);
+    let results = engine.prompt_runs().results(&run.run_id, &video_id, &PageRequest::first(10)).unwrap().data;
+    let result_ids: Vec<_> = results.iter().map(|r| r.segment_id.clone()).collect();
+    assert_eq!(result_ids, own.iter().map(|s| s.segment_id.clone()).collect::<Vec<_>>());
+    let hits = engine
+        .search()
+        .text(None, &TextSearch::new("lighthouse on the coast").run_ids(vec![run.run_id.to_string()]))
+        .unwrap();
+    assert!(!hits.results.is_empty() && hits.results.iter().all(|h| result_ids.contains(&h.segment_id)), "{hits:?}");
+}

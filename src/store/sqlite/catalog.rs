@@ -12,7 +12,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::ids::{IndexId, SegmentId, VideoId};
 use crate::store::{
-    CatalogRead, CatalogWrite, Completed, KeywordHit, MediaFilter, NewMedia, NewPhrase, PendingThumbnail,
+    CatalogRead, CatalogWrite, Completed, KeywordHit, MediaFilter, NewMedia, NewPhrase, NewSegment, PendingThumbnail,
 };
 use crate::types::{
     us_to_secs, EventType, Index, Media, ModelRef, NewEvent, Page, PageRequest, Phrase, Scope, Segment, SegmentKind,
@@ -202,23 +202,42 @@ impl CatalogRead for SqliteStore {
         })
     }
 
-    fn segments(&self, video_id: &str, kind: SegmentKind, page: &PageRequest) -> Result<Page<Segment>> {
+    fn segments(
+        &self,
+        video_id: &str,
+        kind: SegmentKind,
+        run_id: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Segment>> {
         let (limit, after) = page_bounds(page)?;
         let sql = format!(
-            "SELECT {SEGMENT_COLUMNS}, rowid FROM segments WHERE video_id = ?1 AND run_id = '' AND kind = ?2
+            "SELECT {SEGMENT_COLUMNS}, rowid FROM segments WHERE video_id = ?1 AND run_id = ?5 AND kind = ?2
              AND rowid > ?3 ORDER BY rowid LIMIT ?4"
         );
         self.db.read_snapshot(|c| {
             get_media(c, video_id)?;
             let mut stmt = c.prepare_cached(&sql).db()?;
             let rows: Vec<(Segment, i64)> = stmt
-                .query_map(params![video_id, kind.as_str(), after, limit + 1], |r| {
+                .query_map(params![video_id, kind.as_str(), after, limit + 1, run_id.unwrap_or("")], |r| {
                     Ok((segment_from_row(r)?, r.get(SEGMENT_COLUMN_COUNT)?))
                 })
                 .db()?
                 .collect::<rusqlite::Result<_>>()
                 .db()?;
             Ok(paginate(rows, limit))
+        })
+    }
+
+    fn latest_segment_run(&self, video_id: &str) -> Result<Option<String>> {
+        self.db.read(|c| {
+            get_media(c, video_id)?;
+            c.query_row(
+                "SELECT run_id FROM segments WHERE video_id = ?1 AND run_id != '' ORDER BY rowid DESC LIMIT 1",
+                [video_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .db()
         })
     }
 
@@ -429,32 +448,7 @@ impl CatalogWrite for SqliteStore {
         self.db.write(|tx| {
             let media = get_media(tx, video_id)?;
             tx.execute("DELETE FROM segments WHERE video_id = ?1 AND run_id = ''", [video_id]).db()?;
-            {
-                let mut stmt = tx
-                    .prepare(
-                        "INSERT INTO segments (segment_id, video_id, kind, ordinal, start_us, end_us, segmentation_type, keyframe_us, keyframe_frame, thumbnail_path)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                    )
-                    .db()?;
-                let mut ordinal = [0u32; 2];
-                for s in segments {
-                    let o = &mut ordinal[usize::from(s.kind == SegmentKind::Audio)];
-                    stmt.execute(params![
-                        s.segment_id.as_str(),
-                        video_id,
-                        s.kind.as_str(),
-                        *o,
-                        s.start_us,
-                        s.end_us,
-                        s.segmentation_type,
-                        s.keyframe_us,
-                        s.keyframe_frame.map(|f| f as i64),
-                        s.thumbnail_path
-                    ])
-                    .db()?;
-                    *o += 1;
-                }
-            }
+            insert_segments(tx, video_id, "", segments)?;
             tx.execute(
                 "UPDATE media SET status = 'completed', error = NULL, media_type = ?2, duration_us = ?3, metadata_json = ?4,
                  segmentation_json = ?5, gif_path = ?6, warnings_json = ?7, updated_at = ?8 WHERE video_id = ?1",
@@ -513,6 +507,14 @@ impl CatalogWrite for SqliteStore {
         })
     }
 
+    fn add_run_segments(&self, video_id: &str, run_id: &str, segments: &[NewSegment]) -> Result<()> {
+        self.db.write(|tx| {
+            get_media(tx, video_id)?;
+            tx.execute("DELETE FROM segments WHERE video_id = ?1 AND run_id = ?2", [video_id, run_id]).db()?;
+            insert_segments(tx, video_id, run_id, segments)
+        })
+    }
+
     fn set_phrases(&self, video_id: &str, model: &ModelRef, phrases: &[NewPhrase]) -> Result<()> {
         self.db.write(|tx| {
             tx.execute("DELETE FROM phrases WHERE video_id = ?1", [video_id]).db()?;
@@ -538,6 +540,37 @@ impl CatalogWrite for SqliteStore {
             Ok(())
         })
     }
+}
+
+/// Insert segments in order (ordinals per kind from 0), for the ingest segmentation (`run_id`
+/// empty) or a run's own.
+fn insert_segments(tx: &Connection, video_id: &str, run_id: &str, segments: &[NewSegment]) -> Result<()> {
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO segments (segment_id, video_id, run_id, kind, ordinal, start_us, end_us, segmentation_type, keyframe_us, keyframe_frame, thumbnail_path)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .db()?;
+    let mut ordinal = [0u32; 2];
+    for s in segments {
+        let o = &mut ordinal[usize::from(s.kind == SegmentKind::Audio)];
+        stmt.execute(params![
+            s.segment_id.as_str(),
+            video_id,
+            run_id,
+            s.kind.as_str(),
+            *o,
+            s.start_us,
+            s.end_us,
+            s.segmentation_type,
+            s.keyframe_us,
+            s.keyframe_frame.map(|f| f as i64),
+            s.thumbnail_path
+        ])
+        .db()?;
+        *o += 1;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -532,6 +532,18 @@ impl PromptStore for SqliteStore {
         })
     }
 
+    fn run_segment_ids(&self, run_id: &str) -> Result<HashSet<SegmentId>> {
+        self.db.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT segment_id FROM run_results WHERE run_id = ?1 UNION SELECT segment_id FROM segments WHERE run_id = ?1",
+                )
+                .db()?;
+            let ids: Vec<String> = stmt.query_map([run_id], |r| r.get(0)).db()?.collect::<rusqlite::Result<_>>().db()?;
+            Ok(ids.into_iter().map(SegmentId::from).collect())
+        })
+    }
+
     fn log_llm_call(&self, call: &LlmCall) -> Result<()> {
         self.db.write(|tx| {
             tx.execute(
