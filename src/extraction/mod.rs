@@ -238,6 +238,16 @@ fn execute(stores: &Stores, models: &Models, run: &PromptRun, ctx: &JobContext) 
     let mut done = 0usize;
     for (media, segments) in &plan {
         let finished = stores.prompts.done_segments(&run.run_id, &media.video_id)?;
+        // `enable_transcription`: media ingested without a transcript is transcribed now (when a
+        // speech model is there), so that the model hears what is said.
+        if run.request.enable_transcription && media.media_type != Some(MediaType::Image) && !segments.is_empty() {
+            let mut warnings = Vec::new();
+            let path = std::path::Path::new(&media.source_path);
+            crate::pipeline::transcribe(stores, models, media, path, None, ctx, &mut warnings)?;
+            if !warnings.is_empty() {
+                stores.catalog.add_media_warnings(&media.video_id, &warnings)?;
+            }
+        }
         let phrases = stores.catalog.phrases(&media.video_id)?;
         let visual = evidence::VisualScores::new(stores, models, media, &run.prompt.json_schema);
         for (i, seg) in segments.iter().enumerate() {

@@ -227,7 +227,7 @@ fn embed_keyframes(
 
 /// Transcribe speech when asked for (`Some(true)`: a speech model is required), or by default
 /// when a speech model is there. Skipped when the media already has a transcript.
-fn transcribe(
+pub(crate) fn transcribe(
     stores: &Stores,
     models: &Models,
     media: &Media,

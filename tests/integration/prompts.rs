@@ -436,3 +436,27 @@ fn a_run_with_its_own_segmentation_makes_run_backed_segments() {
         .unwrap();
     assert!(!hits.results.is_empty() && hits.results.iter().all(|h| result_ids.contains(&h.segment_id)), "{hits:?}");
 }
+
+/// `enable_transcription`: media ingested without a transcript is transcribed by the run, so the
+/// model hears what is said.
+#[test]
+fn a_run_transcribes_media_ingested_without_a_transcript() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = model_engine(&dir.path().join("data"), 1);
+    let mut opts = IngestOptions::default();
+    opts.enable_transcription = Some(false);
+    let video_id = engine.videos().ingest(fixture("scenes/scene_10.wav"), &opts).unwrap().video_id.unwrap();
+    assert!(engine.videos().transcript(&video_id).unwrap().phrases.is_empty());
+    let prompt = engine.prompts().create(&scene_prompt(), None).unwrap();
+    let req = RunRequest::new(
+        prompt.prompt_id.as_str(),
+        RunTarget::Videos { video_ids: vec![video_id.to_string()], index_id: None },
+    );
+    let run = engine.prompt_runs().execute(&req, None).unwrap();
+    let run = engine.prompt_runs().wait(&run.run_id, Some(Duration::from_secs(600))).unwrap();
+    assert_eq!(run.status, RunStatus::Completed, "{run:?}");
+    let said = engine.videos().transcript(&video_id).unwrap().phrases;
+    assert!(said.iter().any(|p| p.text.to_lowercase().contains("rain")), "{said:?}");
+    let calls = engine.prompt_runs().llm_calls(&run.run_id).unwrap();
+    assert!(calls.iter().any(|c| c.prompt_text.to_lowercase().contains("rain")), "the model heard the transcript");
+}

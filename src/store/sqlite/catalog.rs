@@ -496,7 +496,12 @@ impl CatalogWrite for SqliteStore {
     fn add_media_warnings(&self, video_id: &str, warnings: &[String]) -> Result<()> {
         self.db.write(|tx| {
             let mut all = get_media(tx, video_id)?.warnings;
-            all.extend(warnings.iter().cloned());
+            // The same warning twice (a second run meeting the same missing model) is kept once.
+            for w in warnings {
+                if !all.contains(w) {
+                    all.push(w.clone());
+                }
+            }
             let json = serde_json::to_string(&all).map_err(|e| Error::Internal(format!("warnings: {e}")))?;
             tx.execute(
                 "UPDATE media SET warnings_json = ?2, updated_at = ?3 WHERE video_id = ?1",
