@@ -294,6 +294,8 @@ impl<'a> PromptRuns<'a> {
         let mut segments = 0u64;
         let mut calls = 0u64;
         let mut input_tokens = 0u64;
+        let mut to_read = 0u64;
+        let mut previous: Vec<u32> = Vec::new();
         let mut m = lm.lock().unwrap_or_else(|p| p.into_inner());
         for v in &videos {
             let media = stores.catalog.media(v)?;
@@ -310,7 +312,17 @@ impl<'a> PromptRuns<'a> {
             for i in 0..segs.len() {
                 let ev = extraction::evidence::Evidence::gather(&media, &segs, i, &phrases, visual.as_ref());
                 let messages = extraction::segment_messages(&prompt, &ev);
-                input_tokens += m.count_tokens(&m.render(&messages))? as u64;
+                let tokens = m.tokenize(&m.render(&messages))?;
+                // What the run will read: the part not shared with the call before (when the
+                // model reuses prefixes; at least one token).
+                let shared = if m.reuses_prefixes() {
+                    previous.iter().zip(&tokens).take_while(|(a, b)| a == b).count().min(tokens.len().saturating_sub(1))
+                } else {
+                    0
+                };
+                input_tokens += tokens.len() as u64;
+                to_read += (tokens.len() - shared) as u64;
+                previous = tokens;
             }
             segments += segs.len() as u64;
             calls += segs.len() as u64 + u64::from(prompt.video_level.is_some() && !segs.is_empty());
@@ -336,12 +348,13 @@ impl<'a> PromptRuns<'a> {
             }
         };
         let output_tokens = (mean_out * calls as f64).round() as u64;
-        let seconds = input_tokens as f64 / prefill.max(1e-6) + output_tokens as f64 / decode.max(1e-6);
+        let seconds = to_read as f64 / prefill.max(1e-6) + output_tokens as f64 / decode.max(1e-6);
         Ok(RunEstimate {
             videos: videos.len() as u64,
             segments,
             model_calls: calls,
             input_tokens,
+            tokens_to_read: to_read,
             output_tokens,
             seconds,
             throughput_source: source,

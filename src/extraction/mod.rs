@@ -356,16 +356,23 @@ fn call(
     let generated = m.generate(messages, Some(&decoding), max_tokens, &|| ctx.is_stopped());
     drop(m);
     let duration_ms = started.elapsed().as_millis() as u64;
-    let (metadata, raw, input_tokens, output_tokens, prefill_ms) = match generated {
+    let (metadata, raw, input_tokens, cached, output_tokens, prefill_ms) = match generated {
         Err(Error::Cancelled) => return Err(Error::Cancelled),
-        Err(e) => (Err(e.to_string()), None, 0, 0, 0),
+        Err(e) => (Err(e.to_string()), None, 0, 0, 0, 0),
         Ok(g) => {
             let parsed = if g.finish == Finish::Length {
                 Err(format!("the reply was cut at {max_tokens} tokens before its JSON was complete"))
             } else {
                 parse_and_validate(&g.text, user_schema)
             };
-            (parsed, Some(g.text), g.input_tokens as u64, g.output_tokens as u64, g.prefill.as_millis() as u64)
+            (
+                parsed,
+                Some(g.text),
+                g.input_tokens as u64,
+                g.cached_tokens as u64,
+                g.output_tokens as u64,
+                g.prefill.as_millis() as u64,
+            )
         }
     };
     stores.prompts.log_llm_call(&LlmCall {
@@ -378,6 +385,7 @@ fn call(
         purpose: purpose.to_string(),
         status: if metadata.is_ok() { "completed" } else { "failed" }.to_string(),
         input_tokens,
+        cached_input_tokens: cached,
         output_tokens,
         prefill_ms,
         duration_ms,

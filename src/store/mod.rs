@@ -287,6 +287,7 @@ pub(crate) struct NewRun<'a> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Throughput {
     pub calls: u64,
+    /// Tokens read (not taken from the cache) per second of prompt reading.
     pub prefill_tokens_per_second: f64,
     pub decode_tokens_per_second: f64,
     pub mean_output_tokens: f64,

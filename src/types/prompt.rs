@@ -369,6 +369,8 @@ pub struct LlmCall {
     /// `completed` or `failed`.
     pub status: String,
     pub input_tokens: u64,
+    /// Input tokens whose attention state was reused from the previous call (a shared prefix).
+    pub cached_input_tokens: u64,
     pub output_tokens: u64,
     pub prefill_ms: u64,
     pub duration_ms: u64,
@@ -394,6 +396,8 @@ pub struct RunEstimate {
     pub model_calls: u64,
     /// Exact: the prompts are rendered and tokenized as the run will.
     pub input_tokens: u64,
+    /// Of those, the tokens the model reads (the rest is a prefix shared with the previous call).
+    pub tokens_to_read: u64,
     /// Predicted from this machine's measured throughput for the model.
     pub output_tokens: u64,
     pub seconds: f64,

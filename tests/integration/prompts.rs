@@ -460,3 +460,24 @@ fn a_run_transcribes_media_ingested_without_a_transcript() {
     let calls = engine.prompt_runs().llm_calls(&run.run_id).unwrap();
     assert!(calls.iter().any(|c| c.prompt_text.to_lowercase().contains("rain")), "the model heard the transcript");
 }
+
+/// Reusing the attention state of a shared prompt prefix changes nothing in the reply: the same
+/// prompt read after another that shares its beginning gives the reply it gives when read cold.
+#[test]
+fn a_reused_prompt_prefix_gives_the_same_reply_as_a_cold_read() {
+    use videovector::internals::ml::llm::{resolve, LanguageModel, Message};
+    let path =
+        resolve(videovector::DEFAULT_LANGUAGE_MODEL, &videovector::internals::ml::source::search_dirs(None)).unwrap();
+    let mut model = LanguageModel::load(&path, "default", &videovector::internals::ml::device()).unwrap();
+    let system = Message::system("You extract structured metadata from one segment of a media file. Reply with JSON.");
+    let a = [system.clone(), Message::user("Evidence: a red bus stops at the station.")];
+    let b = [system, Message::user("Evidence: two cats sleep in a quiet kitchen.")];
+    let schema = scene_schema();
+    model.generate(&a, Some(&schema), 64, &|| false).unwrap();
+    let warm = model.generate(&b, Some(&schema), 64, &|| false).unwrap();
+    assert!(warm.cached_tokens > 10, "the system turn was reused: {}", warm.cached_tokens);
+    let cold = model.measure(&model.render(&b), Some(&schema), 64).unwrap();
+    assert_eq!(cold.cached_tokens, 0);
+    assert_eq!(warm.text, cold.text);
+    assert_eq!(warm.input_tokens, cold.input_tokens);
+}

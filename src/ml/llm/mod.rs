@@ -3,6 +3,7 @@
 //! template per family, greedy decoding (the same input gives the same output), and decoding
 //! constrained to a JSON Schema through llguidance, so that a reply is always JSON of that shape.
 
+mod qwen2;
 mod vocab;
 
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
-use candle_transformers::models::{quantized_llama, quantized_qwen2};
+use candle_transformers::models::quantized_llama;
 use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
 use serde_json::Value;
@@ -45,7 +46,7 @@ impl Family {
         device: &Device,
     ) -> candle_core::Result<Weights> {
         Ok(match self {
-            Family::Qwen2 => Weights::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, reader, device)?),
+            Family::Qwen2 => Weights::Qwen2(qwen2::ModelWeights::from_gguf(content, reader, device)?),
             Family::Llama => Weights::Llama(quantized_llama::ModelWeights::from_gguf(content, reader, device)?),
         })
     }
@@ -94,7 +95,7 @@ fn requantize<R: std::io::Read + std::io::Seek>(
 }
 
 enum Weights {
-    Qwen2(quantized_qwen2::ModelWeights),
+    Qwen2(qwen2::ModelWeights),
     Llama(quantized_llama::ModelWeights),
 }
 
@@ -146,8 +147,10 @@ pub struct Generation {
     pub text: String,
     pub input_tokens: usize,
     pub output_tokens: usize,
-    /// Time to read the prompt (one forward pass over it).
+    /// Time to read the prompt (one forward pass over the part not already in the cache).
     pub prefill: Duration,
+    /// Prompt tokens whose attention state was reused from the previous call (a shared prefix).
+    pub cached_tokens: usize,
     /// Time to write the reply.
     pub decode: Duration,
     /// Time spent computing schema masks (part of `decode`).
@@ -164,6 +167,8 @@ pub struct LanguageModel {
     factory: ParserFactory,
     device: Device,
     context_length: usize,
+    /// The tokens whose attention state the cache holds (qwen2 only; empty: nothing reusable).
+    cached: Vec<u32>,
 }
 
 impl std::fmt::Debug for LanguageModel {
@@ -260,6 +265,7 @@ impl LanguageModel {
             factory,
             device: device.clone(),
             context_length: context_length.unwrap_or(4096) as usize,
+            cached: Vec::new(),
         })
     }
 
@@ -310,6 +316,16 @@ impl LanguageModel {
         Ok(self.vocab.encode(text)?.len())
     }
 
+    /// The tokens of `text` (control tokens written in it included).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        self.vocab.encode(text)
+    }
+
+    /// Whether prompts that share a beginning reuse its attention state (qwen2).
+    pub fn reuses_prefixes(&self) -> bool {
+        matches!(self.weights, Weights::Qwen2(_))
+    }
+
     /// Reply to `messages`, greedily. With a `schema` the reply is constrained to JSON valid for
     /// it. `stop` is asked before every token; when it says so, generation ends with
     /// [`Error::Cancelled`].
@@ -354,9 +370,22 @@ impl LanguageModel {
         };
         let name = self.id.clone();
         let err = |e: candle_core::Error| super::model_err(&name, e);
+        // Reuse the attention state of the longest prefix shared with the previous call (at
+        // least one token is read, for the logits). Until this call succeeds, nothing is reusable.
+        let reuse = match &mut self.weights {
+            Weights::Qwen2(m) => {
+                let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+                let common = common.min(prompt.len().saturating_sub(1));
+                m.truncate_kv_cache(common).map_err(err)?;
+                common
+            }
+            Weights::Llama(_) => 0,
+        };
+        self.cached.clear();
         let start = Instant::now();
-        let mut logits = self.forward(prompt, 0).map_err(err)?;
+        let mut logits = self.forward(&prompt[reuse..], reuse).map_err(err)?;
         let prefill = start.elapsed();
+        let mut held: Vec<u32> = prompt.to_vec();
         let decode_start = Instant::now();
         let mut constraint = Duration::ZERO;
         let mut pos = prompt.len();
@@ -392,13 +421,16 @@ impl LanguageModel {
                 break Finish::Length;
             }
             logits = self.forward(&feed, pos).map_err(err)?;
+            held.extend_from_slice(&feed);
             pos += feed.len();
         };
+        self.cached = held;
         Ok(Generation {
             text: self.vocab.decode(&out),
             input_tokens: prompt.len(),
             output_tokens: out.len(),
             prefill,
+            cached_tokens: reuse,
             decode: decode_start.elapsed(),
             constraint,
             finish,
@@ -415,6 +447,7 @@ impl LanguageModel {
     /// comparison with llama.cpp: `(prompt tokens, generated tokens, prefill, decode)`.
     pub fn measure(&mut self, prompt: &str, schema: Option<&Value>, max_tokens: usize) -> Result<Generation> {
         let tokens = self.vocab.encode(prompt)?;
+        self.cached.clear();
         self.generate_tokens(&tokens, schema, max_tokens, &|| false)
     }
 }

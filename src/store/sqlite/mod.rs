@@ -248,6 +248,7 @@ CREATE TABLE llm_calls (
     model           TEXT NOT NULL,
     succeeded       INTEGER NOT NULL,
     input_tokens    INTEGER NOT NULL,
+    cached_tokens   INTEGER NOT NULL DEFAULT 0,
     output_tokens   INTEGER NOT NULL,
     prefill_ms      INTEGER NOT NULL,
     duration_ms     INTEGER NOT NULL,

@@ -547,8 +547,8 @@ impl PromptStore for SqliteStore {
     fn log_llm_call(&self, call: &LlmCall) -> Result<()> {
         self.db.write(|tx| {
             tx.execute(
-                "INSERT INTO llm_calls (llm_call_id, run_id, model, succeeded, input_tokens, output_tokens, prefill_ms, duration_ms, doc)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO llm_calls (llm_call_id, run_id, model, succeeded, input_tokens, output_tokens, prefill_ms, duration_ms, doc, cached_tokens)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     call.llm_call_id.as_str(),
                     call.run_id.as_deref(),
@@ -558,7 +558,8 @@ impl PromptStore for SqliteStore {
                     call.output_tokens as i64,
                     call.prefill_ms as i64,
                     call.duration_ms as i64,
-                    to_doc(call)?
+                    to_doc(call)?,
+                    call.cached_input_tokens as i64
                 ],
             )
             .db()?;
@@ -580,7 +581,7 @@ impl PromptStore for SqliteStore {
         self.db.read(|c| {
             let (calls, inp, out, prefill, total): (i64, i64, i64, i64, i64) = c
                 .query_row(
-                    "SELECT count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
+                    "SELECT count(*), coalesce(sum(input_tokens - cached_tokens), 0), coalesce(sum(output_tokens), 0),
                             coalesce(sum(prefill_ms), 0), coalesce(sum(duration_ms), 0)
                      FROM llm_calls WHERE model = ?1 AND succeeded = 1",
                     [model],
