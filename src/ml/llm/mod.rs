@@ -64,13 +64,55 @@ fn needs_requantizing(content: &gguf_file::Content) -> bool {
     content.tensor_infos.values().any(|t| slow_block_type(t.ggml_dtype))
 }
 
-/// The model with its SIMD-less matrices turned into Q8_0 (which candle runs with AVX2), as an
-/// in-memory GGUF. Q8_0 holds a Q5_0 matrix almost exactly (its step is 1/127 of the block's
-/// range against Q5_0's 1/15), at 1.5x the bytes of those matrices.
+/// Where the requantized copy of a GGUF file is kept: beside it, hidden, named after its size
+/// and modification time (so a changed file is converted again).
+fn requantized_path(path: &Path) -> Option<PathBuf> {
+    let meta = std::fs::metadata(path).ok()?;
+    let mtime = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let name = path.file_name()?.to_string_lossy();
+    Some(path.with_file_name(format!(".{name}.{}-{mtime}.q8_0.gguf", meta.len())))
+}
+
+/// The weights of a file that needs requantizing: from the kept copy when there is one, else
+/// converted now (and the copy written for next time when the folder is writable: loading it
+/// is 7 s faster and holds one copy of the weights in memory instead of three).
+fn requantized_weights(
+    family: Family,
+    path: &Path,
+    content: gguf_file::Content,
+    file: &mut std::fs::File,
+    device: &Device,
+) -> candle_core::Result<Weights> {
+    let kept = requantized_path(path);
+    if let Some(kept) = &kept {
+        if let Ok(mut f) = std::fs::File::open(kept) {
+            if let Ok(c) = gguf_file::Content::read(&mut f) {
+                if !needs_requantizing(&c) {
+                    return family.weights(c, &mut f, device);
+                }
+            }
+        }
+    }
+    let bytes = requantize(content, file)?;
+    if let Some(kept) = &kept {
+        // Written under a temporary name and renamed: a crash leaves no half file to load.
+        let tmp = kept.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, kept)).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+    let mut reader = std::io::Cursor::new(bytes);
+    let content = gguf_file::Content::read(&mut reader)?;
+    family.weights(content, &mut reader, device)
+}
+
+/// The model with its SIMD-less matrices turned into Q8_0 (which candle runs with AVX2), as GGUF
+/// bytes. Q8_0 holds a Q5_0 matrix almost exactly (its step is 1/127 of the block's range
+/// against Q5_0's 1/15), at 1.5x the bytes of those matrices.
 fn requantize<R: std::io::Read + std::io::Seek>(
     content: gguf_file::Content,
     reader: &mut R,
-) -> candle_core::Result<(gguf_file::Content, std::io::Cursor<Vec<u8>>)> {
+) -> candle_core::Result<Vec<u8>> {
     let cpu = Device::Cpu;
     let mut names: Vec<&String> = content.tensor_infos.keys().collect();
     names.sort();
@@ -89,9 +131,7 @@ fn requantize<R: std::io::Read + std::io::Seek>(
     let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
     let mut out = std::io::Cursor::new(Vec::new());
     gguf_file::write(&mut out, &metadata, &refs)?;
-    out.set_position(0);
-    let content = gguf_file::Content::read(&mut out)?;
-    Ok((content, out))
+    Ok(out.into_inner())
 }
 
 enum Weights {
@@ -249,8 +289,7 @@ impl LanguageModel {
             return Err(super::model_err(&name, "only Llama 3 chat models (with <|start_header_id|>) are supported"));
         }
         let weights = if needs_requantizing(&content) {
-            let (content, mut bytes) = requantize(content, &mut file).map_err(bad)?;
-            family.weights(content, &mut bytes, device).map_err(bad)?
+            requantized_weights(family, path, content, &mut file, device).map_err(bad)?
         } else {
             family.weights(content, &mut file, device).map_err(bad)?
         };

@@ -1,5 +1,5 @@
 //! Qwen2 with quantized weights: candle-transformers' `quantized_qwen2` (MIT or Apache-2.0,
-//! copied from 0.11.1) with one addition: the attention cache can be cut back to a prefix
+//! copied from 0.11.1) with two changes: the token embeddings are kept as f16, and the attention cache can be cut back to a prefix
 //! ([`ModelWeights::truncate_kv_cache`]), so that prompts sharing a beginning (every segment of a
 //! prompt run starts with the same instructions and fields) read that beginning once.
 
@@ -166,7 +166,9 @@ impl ModelWeights {
         let neg_inf = Tensor::new(f32::NEG_INFINITY, device)?;
 
         let tok_embeddings = ct.tensor(reader, "token_embd.weight", device)?;
-        let tok_embeddings = tok_embeddings.dequantize(device)?;
+        // Kept as f16 rather than f32 (the one change besides the cache): the 151,936 x 896 table
+        // is 272 MB instead of 545 MB, and a looked-up row is exact to f16 precision.
+        let tok_embeddings = tok_embeddings.dequantize_f16(device)?;
         let norm = RmsNorm::from_qtensor(ct.tensor(reader, "output_norm.weight", device)?, rms_norm_eps)?;
         let output = match ct.tensor(reader, "output.weight", device) {
             Ok(v) => QMatMul::from_qtensor(v)?,
@@ -262,7 +264,7 @@ impl ModelWeights {
     pub fn forward(&mut self, x: &Tensor, index_pos: usize) -> Result<Tensor> {
         let (_b_sz, seq_len) = x.dims2()?;
         let mask = if seq_len == 1 { None } else { Some(self.mask(seq_len, index_pos, x.device())?) };
-        let mut layer_in = self.tok_embeddings.forward(x)?;
+        let mut layer_in = self.tok_embeddings.forward(x)?.to_dtype(DType::F32)?;
         for layer in self.layers.iter_mut() {
             let x = layer_in;
             let residual = &x;
