@@ -132,14 +132,15 @@ impl<'a> Prompts<'a> {
     pub fn generate(&self, instruction: &str, model: Option<&str>) -> Result<NewPrompt> {
         check_len("instruction", instruction, 3, 2000)?;
         let (_, lm) = self.engine.core().models.language(model)?;
+        // Bounded lengths keep a small model from writing on and on inside one string.
         let field = json!({"type": "object", "properties": {
-            "name": {"type": "string", "description": "field name in snake_case"},
+            "name": {"type": "string", "maxLength": 40, "description": "field name in snake_case"},
             "type": {"type": "string", "enum": ["string", "number", "integer", "boolean"]},
-            "description": {"type": "string"}}, "required": ["name", "type", "description"]});
+            "description": {"type": "string", "maxLength": 120}}, "required": ["name", "type", "description"]});
         let draft_schema = json!({"type": "object", "properties": {
-            "name": {"type": "string"},
-            "prompt_text": {"type": "string"},
-            "fields": {"type": "array", "items": field}},
+            "name": {"type": "string", "maxLength": 60},
+            "prompt_text": {"type": "string", "maxLength": 400},
+            "fields": {"type": "array", "items": field, "minItems": 1, "maxItems": 6}},
             "required": ["name", "prompt_text", "fields"]});
         let messages = [
             Message::system(
@@ -148,10 +149,18 @@ impl<'a> Prompts<'a> {
             ),
             Message::user(instruction.to_string()),
         ];
-        let text = {
+        let generated = {
             let mut m = lm.lock().unwrap_or_else(|p| p.into_inner());
-            m.generate(&messages, Some(&draft_schema), 400, &|| false)?.text
+            m.generate(&messages, Some(&draft_schema), 1200, &|| false)?
         };
+        let model_name = model.unwrap_or(DEFAULT_LANGUAGE_MODEL).to_string();
+        if generated.finish == crate::ml::llm::Finish::Length {
+            return Err(Error::Model {
+                model: model_name,
+                message: "the draft was cut before its JSON was complete".into(),
+            });
+        }
+        let text = generated.text;
         let draft: Value = serde_json::from_str(&text).map_err(|e| Error::Model {
             model: model.unwrap_or(DEFAULT_LANGUAGE_MODEL).into(),
             message: format!("the draft is not JSON: {e}"),

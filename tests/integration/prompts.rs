@@ -481,3 +481,88 @@ fn a_reused_prompt_prefix_gives_the_same_reply_as_a_cold_read() {
     assert_eq!(warm.text, cold.text);
     assert_eq!(warm.input_tokens, cold.input_tokens);
 }
+
+/// The media-wide synthesis: one more call per media item over the segment results (with the
+/// transcript when `transcription` is included), valid for its own schema, logged as `video_level`.
+#[test]
+fn video_level_synthesis_summarises_each_media_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = model_engine(&dir.path().join("data"), 1);
+    let video_id =
+        engine.videos().ingest(fixture("scenes/scene_07.wav"), &IngestOptions::default()).unwrap().video_id.unwrap();
+    let mut vl = videovector::VideoLevel::new(
+        "Say where the whole recording takes place and its overall mood.",
+        json!({"type": "object", "properties": {
+            "main_place": {"type": "string", "enum": ["beach", "kitchen", "forest", "office", "street"]},
+            "overall_mood": {"type": "string", "enum": ["calm", "tense", "joyful", "sad"]},
+            "summary": {"type": "string"}}}),
+    );
+    vl.included_segment_fields = Some(vec!["place".into(), "mood".into(), "transcription".into()]);
+    let prompt = engine.prompts().create(&scene_prompt().video_level(vl.clone()), None).unwrap();
+    let req = RunRequest::new(
+        prompt.prompt_id.as_str(),
+        RunTarget::Videos { video_ids: vec![video_id.to_string()], index_id: None },
+    );
+    let run = engine.prompt_runs().execute(&req, None).unwrap();
+    let run = engine.prompt_runs().wait(&run.run_id, Some(Duration::from_secs(600))).unwrap();
+    assert_eq!(run.status, RunStatus::Completed, "{run:?}");
+    assert_eq!((run.video_level_total_items, run.video_level_completed_items), (1, 1));
+    let result = engine.prompt_runs().video_result(&run.run_id, &video_id).unwrap();
+    assert_eq!(result.status, "completed");
+    assert_eq!(result.successful_segment_count, run.total_segments);
+    assert!(engine.prompts().test_schema(&vl.json_schema, &result.metadata).unwrap().valid, "{:?}", result.metadata);
+    assert_eq!(result.metadata["main_place"], json!("kitchen"), "{:?}", result.metadata);
+    assert!(result.metadata_text.contains("main_place: kitchen"));
+    let calls = engine.prompt_runs().llm_calls(&run.run_id).unwrap();
+    let synthesis: Vec<_> = calls.iter().filter(|c| c.purpose == "video_level").collect();
+    assert_eq!(synthesis.len(), 1);
+    assert!(synthesis[0].prompt_text.contains("grandmother"), "the transcript was included");
+    // A prompt without video_level has no media-wide result (404).
+    let plain = engine.prompts().create(&scene_prompt(), None).unwrap();
+    let run2 =
+        engine.prompt_runs().execute(&RunRequest::new(plain.prompt_id.as_str(), req.target.clone()), None).unwrap();
+    engine.prompt_runs().wait(&run2.run_id, Some(Duration::from_secs(600))).unwrap();
+    assert_eq!(engine.prompt_runs().video_result(&run2.run_id, &video_id).unwrap_err().kind(), ErrorKind::NotFound);
+}
+
+/// Cancelling a running run: it stops at its next check, ends `cancelled`, and keeps the results
+/// of the segments already done.
+#[test]
+fn a_running_run_cancels_and_keeps_done_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = model_engine(&dir.path().join("data"), 1);
+    for name in ["scene_01", "scene_02", "scene_03", "scene_04"] {
+        engine.videos().ingest(fixture(&format!("scenes/{name}.wav")), &IngestOptions::default()).unwrap();
+    }
+    let prompt = engine.prompts().create(&scene_prompt(), None).unwrap();
+    let run =
+        engine.prompt_runs().execute(&RunRequest::new(prompt.prompt_id.as_str(), RunTarget::Playground), None).unwrap();
+    let started = std::time::Instant::now();
+    while engine.prompt_runs().get(&run.run_id).unwrap().completed_segments < 1 {
+        assert!(started.elapsed() < Duration::from_secs(300));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    engine.prompt_runs().cancel(&run.run_id).unwrap();
+    let run = engine.prompt_runs().wait(&run.run_id, Some(Duration::from_secs(120))).unwrap();
+    assert_eq!(run.status, RunStatus::Cancelled, "{run:?}");
+    assert!(run.completed_segments >= 1 && run.completed_segments < run.total_segments, "{run:?}");
+    assert!(run.cancel_requested_at.is_some());
+    let events: Vec<String> =
+        engine.events().since(0, 1000).unwrap().iter().map(|e| e.event_type.to_string()).collect();
+    assert!(
+        events.contains(&"prompt_run.created".into()) && events.contains(&"prompt_run.cancelled".into()),
+        "{events:?}"
+    );
+}
+
+/// `generate` drafts a prompt with the language model; the draft passes the same checks as any
+/// prompt and can be created as it is.
+#[test]
+fn a_generated_draft_is_a_valid_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = model_engine(&dir.path().join("data"), 0);
+    let draft = engine.prompts().generate("Find the weather and how many people are in each scene", None).unwrap();
+    assert!(draft.json_schema["properties"].as_object().is_some_and(|p| !p.is_empty()), "{draft:?}");
+    let created = engine.prompts().create(&draft, None).unwrap();
+    assert_eq!(created.json_schema, draft.json_schema);
+}

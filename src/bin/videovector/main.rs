@@ -253,6 +253,12 @@ struct SegmentsArgs {
     /// video or audio; default: the media's primary kind.
     #[arg(long, value_parser = parse_kind)]
     kind: Option<SegmentKind>,
+    /// The segments this prompt run made of its own (it asked for another segmentation).
+    #[arg(long, conflicts_with = "latest_run")]
+    run_id: Option<String>,
+    /// The segments of the newest run that made its own (the ingest ones when none did).
+    #[arg(long)]
+    latest_run: bool,
     /// Page size (1-1000); without it every segment is printed.
     #[arg(long)]
     limit: Option<u32>,
@@ -404,6 +410,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Segments(args) => {
             let mut query = SegmentQuery::new();
             query.kind = args.kind;
+            query.run_id = args.run_id;
+            query.latest_run = args.latest_run;
             query.page.limit = Some(args.limit.unwrap_or(videovector::MAX_PAGE_LIMIT));
             query.page.cursor = args.cursor;
             loop {
