@@ -39,6 +39,24 @@ fn check_video_level(vl: &VideoLevel) -> Result<()> {
     schema::check(&vl.json_schema, "/video_level/json_schema")
 }
 
+/// Whole sentences of `text`, each once: a small model that loops writes the same sentence again,
+/// and a length limit can cut the last one short.
+fn tidy_sentences(text: &str) -> String {
+    let mut kept: Vec<&str> = Vec::new();
+    for sentence in text.split_inclusive(['.', '!', '?']) {
+        let complete = sentence.trim_end().ends_with(['.', '!', '?']);
+        if complete && !kept.iter().any(|k| k.trim() == sentence.trim()) {
+            kept.push(sentence);
+        }
+    }
+    let out = kept.concat().trim().to_string();
+    if out.is_empty() {
+        text.trim().to_string()
+    } else {
+        out
+    }
+}
+
 /// Prompts: a JSON Schema to extract per segment, with instructions and an optional media-wide
 /// synthesis.
 pub struct Prompts<'a> {
@@ -187,8 +205,7 @@ impl<'a> Prompts<'a> {
         if name.chars().count() < 3 {
             name = format!("Draft: {}", instruction.chars().take(90).collect::<String>());
         }
-        let mut prompt_text =
-            draft["prompt_text"].as_str().unwrap_or_default().trim().chars().take(5000).collect::<String>();
+        let mut prompt_text = tidy_sentences(draft["prompt_text"].as_str().unwrap_or_default());
         if prompt_text.chars().count() < 10 {
             prompt_text = format!("Extract from the segment: {instruction}");
         }
@@ -511,5 +528,15 @@ impl<'a> PromptRuns<'a> {
     /// Every model call of the run: prompt, raw reply, tokens, time, model, error.
     pub fn llm_calls(&self, run_id: &str) -> Result<Vec<LlmCall>> {
         self.engine.stores().prompts.llm_calls(run_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn drafts_keep_each_whole_sentence_once() {
+        let looped = "Say the weather. Count the people. Count the people. Count the people. Count the";
+        assert_eq!(super::tidy_sentences(looped), "Say the weather. Count the people.");
+        assert_eq!(super::tidy_sentences("no full stop"), "no full stop");
     }
 }
