@@ -412,6 +412,20 @@ pub(crate) fn parse_and_validate(text: &str, schema: &Value) -> std::result::Res
     }
 }
 
+/// Every stored result of one media item in a run, in time order.
+fn all_results(stores: &Stores, run_id: &RunId, video_id: &VideoId) -> Result<Vec<SegmentResult>> {
+    let mut out = Vec::new();
+    let mut page = crate::types::PageRequest::first(crate::types::MAX_PAGE_LIMIT);
+    loop {
+        let p = stores.prompts.segment_results(run_id, video_id, &page)?;
+        out.extend(p.data);
+        match p.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
 /// The media-wide synthesis over the segment results of one media item.
 fn synthesise(
     stores: &Stores,
@@ -421,16 +435,7 @@ fn synthesise(
     vl: &crate::types::VideoLevel,
     ctx: &JobContext,
 ) -> Result<()> {
-    let mut results = Vec::new();
-    let mut page = crate::types::PageRequest::first(crate::types::MAX_PAGE_LIMIT);
-    loop {
-        let p = stores.prompts.segment_results(&run.run_id, &media.video_id, &page)?;
-        results.extend(p.data);
-        match p.next_cursor {
-            Some(c) => page.cursor = Some(c),
-            None => break,
-        }
-    }
+    let results = all_results(stores, &run.run_id, &media.video_id)?;
     let good: Vec<&SegmentResult> = results.iter().filter(|r| r.field_extraction_succeeded).collect();
     let failed = results.len() - good.len();
     let phrases = stores.catalog.phrases(&media.video_id)?;
@@ -482,21 +487,11 @@ fn index_results(stores: &Stores, models: &Models, run: &PromptRun, media: &Medi
     if models.text()?.is_none() {
         return Ok(());
     }
-    let mut texts = Vec::new();
-    let mut page = crate::types::PageRequest::first(crate::types::MAX_PAGE_LIMIT);
-    loop {
-        let p = stores.prompts.segment_results(&run.run_id, &media.video_id, &page)?;
-        texts.extend(
-            p.data
-                .into_iter()
-                .filter(|r| r.field_extraction_succeeded && !r.metadata_text.is_empty())
-                .map(|r| (r.segment_id, r.metadata_text)),
-        );
-        match p.next_cursor {
-            Some(c) => page.cursor = Some(c),
-            None => break,
-        }
-    }
+    let texts: Vec<_> = all_results(stores, &run.run_id, &media.video_id)?
+        .into_iter()
+        .filter(|r| r.field_extraction_succeeded && !r.metadata_text.is_empty())
+        .map(|r| (r.segment_id, r.metadata_text))
+        .collect();
     crate::pipeline::embed::embed_texts(stores, models, &Scope::of(media.index_id.as_ref()), Space::Metadata, &texts)
 }
 

@@ -109,26 +109,38 @@ fn put_run(tx: &Connection, run: &PromptRun) -> Result<()> {
     Ok(())
 }
 
+/// The id a write with this `(key, request hash)` made before, if any; the same key with another
+/// request is a conflict. `table` and `id_column` are constants of this file.
+fn idempotent(
+    tx: &Connection,
+    table: &str,
+    id_column: &str,
+    idempotency: Option<(&str, &str)>,
+    did: &str,
+) -> Result<Option<String>> {
+    let Some((key, hash)) = idempotency else { return Ok(None) };
+    let seen: Option<(String, Option<String>)> = tx
+        .query_row(&format!("SELECT {id_column}, request_hash FROM {table} WHERE idempotency_key = ?1"), [key], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .db()?;
+    match seen {
+        Some((id, h)) if h.as_deref() != Some(hash) => Err(Error::IdempotencyConflict {
+            key: key.to_string(),
+            message: format!("it {did} {id} from another request"),
+        }),
+        Some((id, _)) => Ok(Some(id)),
+        None => Ok(None),
+    }
+}
+
 impl PromptStore for SqliteStore {
     fn create_prompt(&self, new: &NewPrompt, idempotency: Option<(&str, &str)>) -> Result<Prompt> {
         let now = now_rfc3339();
         self.db.write(|tx| {
-            if let Some((key, hash)) = idempotency {
-                let seen: Option<(String, Option<String>)> = tx
-                    .query_row("SELECT prompt_id, request_hash FROM prompts WHERE idempotency_key = ?1", [key], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
-                    .optional()
-                    .db()?;
-                if let Some((id, h)) = seen {
-                    if h.as_deref() != Some(hash) {
-                        return Err(Error::IdempotencyConflict {
-                            key: key.to_string(),
-                            message: format!("it created prompt {id} from another request"),
-                        });
-                    }
-                    return get_prompt(tx, &id);
-                }
+            if let Some(id) = idempotent(tx, "prompts", "prompt_id", idempotency, "created prompt")? {
+                return get_prompt(tx, &id);
             }
             let prompt = Prompt {
                 prompt_id: PromptId::generate(),
@@ -249,22 +261,8 @@ impl PromptStore for SqliteStore {
 
     fn create_run(&self, new: &NewRun<'_>, job: &JobRequest) -> Result<(PromptRun, bool)> {
         self.db.write(|tx| {
-            if let Some((key, hash)) = new.idempotency {
-                let seen: Option<(String, Option<String>)> = tx
-                    .query_row("SELECT run_id, request_hash FROM prompt_runs WHERE idempotency_key = ?1", [key], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
-                    .optional()
-                    .db()?;
-                if let Some((id, h)) = seen {
-                    if h.as_deref() != Some(hash) {
-                        return Err(Error::IdempotencyConflict {
-                            key: key.to_string(),
-                            message: format!("it started run {id} from another request"),
-                        });
-                    }
-                    return Ok((get_run(tx, &id)?, false));
-                }
+            if let Some(id) = idempotent(tx, "prompt_runs", "run_id", new.idempotency, "started run")? {
+                return Ok((get_run(tx, &id)?, false));
             }
             let job = super::jobs::insert_job(tx, job)?;
             let mut run = new.run.clone();
