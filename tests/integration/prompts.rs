@@ -24,6 +24,13 @@ fn scene_prompt() -> NewPrompt {
     NewPrompt::new("Scene labels", "Say where the scene takes place and its mood, from what is said.", scene_schema())
 }
 
+/// Run `prompt` over one media item and wait for the run to end.
+fn run_one(engine: &Engine, prompt: &videovector::Prompt, video_id: &str) -> videovector::PromptRun {
+    let target = RunTarget::Videos { video_ids: vec![video_id.to_string()], index_id: None };
+    let run = engine.prompt_runs().execute(&RunRequest::new(prompt.prompt_id.as_str(), target), None).unwrap();
+    engine.prompt_runs().wait(&run.run_id, Some(Duration::from_secs(600))).unwrap()
+}
+
 fn model_engine(dir: &std::path::Path, workers: usize) -> Engine {
     Engine::open_with(dir, EngineOptions::new().visual_model(ModelChoice::Off).workers(workers)).unwrap()
 }
@@ -211,12 +218,7 @@ fn failed_segments_are_listed_and_a_retry_fixes_one() {
     let video_id =
         cramped.videos().ingest(fixture("scenes/scene_06.wav"), &IngestOptions::default()).unwrap().video_id.unwrap();
     let prompt = cramped.prompts().create(&scene_prompt(), None).unwrap();
-    let req = RunRequest::new(
-        prompt.prompt_id.as_str(),
-        RunTarget::Videos { video_ids: vec![video_id.to_string()], index_id: None },
-    );
-    let run = cramped.prompt_runs().execute(&req, None).unwrap();
-    let run = cramped.prompt_runs().wait(&run.run_id, Some(Duration::from_secs(600))).unwrap();
+    let run = run_one(&cramped, &prompt, &video_id);
     assert_eq!(run.status, RunStatus::Failed, "{run:?}");
     assert!(run.total_segments >= 1 && run.failed_segments == run.total_segments, "{run:?}");
     let failed = cramped.prompt_runs().failed_segments(&run.run_id).unwrap();
@@ -448,12 +450,7 @@ fn a_run_transcribes_media_ingested_without_a_transcript() {
     let video_id = engine.videos().ingest(fixture("scenes/scene_10.wav"), &opts).unwrap().video_id.unwrap();
     assert!(engine.videos().transcript(&video_id).unwrap().phrases.is_empty());
     let prompt = engine.prompts().create(&scene_prompt(), None).unwrap();
-    let req = RunRequest::new(
-        prompt.prompt_id.as_str(),
-        RunTarget::Videos { video_ids: vec![video_id.to_string()], index_id: None },
-    );
-    let run = engine.prompt_runs().execute(&req, None).unwrap();
-    let run = engine.prompt_runs().wait(&run.run_id, Some(Duration::from_secs(600))).unwrap();
+    let run = run_one(&engine, &prompt, &video_id);
     assert_eq!(run.status, RunStatus::Completed, "{run:?}");
     let said = engine.videos().transcript(&video_id).unwrap().phrases;
     assert!(said.iter().any(|p| p.text.to_lowercase().contains("rain")), "{said:?}");
@@ -499,12 +496,7 @@ fn video_level_synthesis_summarises_each_media_item() {
     );
     vl.included_segment_fields = Some(vec!["place".into(), "mood".into(), "transcription".into()]);
     let prompt = engine.prompts().create(&scene_prompt().video_level(vl.clone()), None).unwrap();
-    let req = RunRequest::new(
-        prompt.prompt_id.as_str(),
-        RunTarget::Videos { video_ids: vec![video_id.to_string()], index_id: None },
-    );
-    let run = engine.prompt_runs().execute(&req, None).unwrap();
-    let run = engine.prompt_runs().wait(&run.run_id, Some(Duration::from_secs(600))).unwrap();
+    let run = run_one(&engine, &prompt, &video_id);
     assert_eq!(run.status, RunStatus::Completed, "{run:?}");
     assert_eq!((run.video_level_total_items, run.video_level_completed_items), (1, 1));
     let result = engine.prompt_runs().video_result(&run.run_id, &video_id).unwrap();
@@ -519,9 +511,7 @@ fn video_level_synthesis_summarises_each_media_item() {
     assert!(synthesis[0].prompt_text.contains("grandmother"), "the transcript was included");
     // A prompt without video_level has no media-wide result (404).
     let plain = engine.prompts().create(&scene_prompt(), None).unwrap();
-    let run2 =
-        engine.prompt_runs().execute(&RunRequest::new(plain.prompt_id.as_str(), req.target.clone()), None).unwrap();
-    engine.prompt_runs().wait(&run2.run_id, Some(Duration::from_secs(600))).unwrap();
+    let run2 = run_one(&engine, &plain, &video_id);
     assert_eq!(engine.prompt_runs().video_result(&run2.run_id, &video_id).unwrap_err().kind(), ErrorKind::NotFound);
 }
 
