@@ -94,8 +94,9 @@ impl<'a> Prompts<'a> {
     }
 
     /// Replace the given fields; `clear_video_level` removes the synthesis. Runs already made
-    /// keep the prompt as it was.
-    pub fn update(&self, prompt_id: &str, update: &PromptUpdate) -> Result<Prompt> {
+    /// keep the prompt as it was. The same idempotency key with the same request applies once;
+    /// with another request it is [`Error::IdempotencyConflict`].
+    pub fn update(&self, prompt_id: &str, update: &PromptUpdate, idempotency_key: Option<&str>) -> Result<Prompt> {
         if let Some(n) = &update.name {
             check_len("name", n, 3, 100)?;
         }
@@ -111,7 +112,8 @@ impl<'a> Prompts<'a> {
         if let Some(vl) = &update.video_level {
             check_video_level(vl)?;
         }
-        self.engine.stores().prompts.update_prompt(prompt_id, update)
+        let hash = request_hash(update);
+        self.engine.stores().prompts.update_prompt(prompt_id, update, idempotency_key.map(|k| (k, hash.as_str())))
     }
 
     /// Delete a prompt no run used. One that runs used is refused (409) unless `force`, which

@@ -302,7 +302,14 @@ pub(crate) trait PromptStore: Send + Sync {
     fn create_prompt(&self, new: &NewPrompt, idempotency: Option<(&str, &str)>) -> Result<Prompt>;
     fn prompt(&self, prompt_id: &str) -> Result<Prompt>;
     fn list_prompts(&self, active_only: bool) -> Result<Vec<Prompt>>;
-    fn update_prompt(&self, prompt_id: &str, update: &PromptUpdate) -> Result<Prompt>;
+    /// Apply a partial update. With an idempotency key, a repeat of the same request changes
+    /// nothing more and gives the prompt back; the key with another request is a conflict.
+    fn update_prompt(
+        &self,
+        prompt_id: &str,
+        update: &PromptUpdate,
+        idempotency: Option<(&str, &str)>,
+    ) -> Result<Prompt>;
     /// Delete a prompt no run used; one that runs used is deactivated with `force` (its runs keep
     /// their copy), and refused without it.
     fn delete_prompt(&self, prompt_id: &str, force: bool) -> Result<()>;

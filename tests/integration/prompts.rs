@@ -64,15 +64,19 @@ fn schemas_outside_the_subset_are_422_with_the_pointer_and_prompts_round_trip() 
         "Sum up the media.",
         json!({"type": "object", "properties": {"summary": {"type": "string"}}}),
     ));
-    let updated = prompts.update(&p.prompt_id, &u).unwrap();
+    let updated = prompts.update(&p.prompt_id, &u, Some("u1")).unwrap();
+    assert_eq!(prompts.update(&p.prompt_id, &u, Some("u1")).unwrap(), updated, "a repeat changes nothing");
+    let mut renamed = PromptUpdate::default();
+    renamed.name = Some("Renamed".into());
+    assert!(matches!(prompts.update(&p.prompt_id, &renamed, Some("u1")), Err(Error::IdempotencyConflict { .. })));
     assert_eq!(updated.name, p.name, "fields not given stay");
     assert!(updated.video_level.is_some());
     let mut clear = PromptUpdate::default();
     clear.clear_video_level = true;
-    assert!(prompts.update(&p.prompt_id, &clear).unwrap().video_level.is_none());
+    assert!(prompts.update(&p.prompt_id, &clear, None).unwrap().video_level.is_none());
     let mut bad_update = PromptUpdate::default();
     bad_update.json_schema = Some(json!({"type": "object", "properties": {"a": {"type": "array"}}}));
-    let err = prompts.update(&p.prompt_id, &bad_update).unwrap_err();
+    let err = prompts.update(&p.prompt_id, &bad_update, None).unwrap_err();
     assert!(matches!(&err, Error::InvalidSchema { pointer, .. } if pointer == "/json_schema/properties/a"), "{err}");
 
     let usage = prompts.usage(&p.prompt_id).unwrap();

@@ -63,6 +63,8 @@ pub enum PromptCommand {
         /// Remove the media-wide synthesis.
         #[arg(long)]
         clear_video_level: bool,
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
     /// Delete a prompt no run used (--force deactivates one that runs used).
     Delete {
@@ -239,14 +241,14 @@ pub fn prompt_cmd(engine: &Engine, cmd: PromptCommand) -> Result<ExitCode> {
         }
         PromptCommand::List { all } => pretty(&prompts.list(!all)?)?,
         PromptCommand::Get { prompt_id } => pretty(&prompts.get(&prompt_id)?)?,
-        PromptCommand::Update { prompt_id, name, text, schema, description, clear_video_level } => {
+        PromptCommand::Update { prompt_id, name, text, schema, description, clear_video_level, idempotency_key } => {
             let mut u = PromptUpdate::default();
             u.name = name;
             u.prompt_text = text;
             u.json_schema = schema.as_deref().map(json_arg).transpose()?;
             u.description = description;
             u.clear_video_level = clear_video_level;
-            pretty(&prompts.update(&prompt_id, &u)?)?;
+            pretty(&prompts.update(&prompt_id, &u, idempotency_key.as_deref())?)?;
         }
         PromptCommand::Delete { prompt_id, force } => {
             prompts.delete(&prompt_id, force)?;

@@ -255,6 +255,14 @@ CREATE TABLE llm_calls (
     doc             TEXT NOT NULL
 );
 CREATE INDEX llm_calls_run ON llm_calls (run_id, seq);
+-- Idempotency keys of writes that have no row of their own to carry one (prompt updates).
+CREATE TABLE idempotency_keys (
+    operation       TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    request_hash    TEXT NOT NULL,
+    resource_id     TEXT NOT NULL,
+    PRIMARY KEY (operation, key)
+);
 CREATE INDEX llm_calls_model ON llm_calls (model);
 "#,
 ];

@@ -180,9 +180,35 @@ impl PromptStore for SqliteStore {
         })
     }
 
-    fn update_prompt(&self, prompt_id: &str, u: &PromptUpdate) -> Result<Prompt> {
+    fn update_prompt(&self, prompt_id: &str, u: &PromptUpdate, idempotency: Option<(&str, &str)>) -> Result<Prompt> {
         self.db.write(|tx| {
             let mut p = get_prompt(tx, prompt_id)?;
+            if let Some((key, hash)) = idempotency {
+                let seen: Option<(String, String)> = tx
+                    .query_row(
+                        "SELECT request_hash, resource_id FROM idempotency_keys WHERE operation = 'prompt-update' AND key = ?1",
+                        [key],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                    .db()?;
+                match seen {
+                    Some((h, id)) if h == hash && id == prompt_id => return Ok(p),
+                    Some((_, id)) => {
+                        return Err(Error::IdempotencyConflict {
+                            key: key.to_string(),
+                            message: format!("it updated prompt {id} with another request"),
+                        })
+                    }
+                    None => {
+                        tx.execute(
+                            "INSERT INTO idempotency_keys (operation, key, request_hash, resource_id) VALUES ('prompt-update', ?1, ?2, ?3)",
+                            [key, hash, prompt_id],
+                        )
+                        .db()?;
+                    }
+                }
+            }
             if let Some(v) = &u.name {
                 p.name = v.clone();
             }
