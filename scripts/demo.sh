@@ -34,7 +34,9 @@ vv run execute --prompt "$prompt_id" --index fixtures --idempotency-key demo-sce
 run_id=$(vv run list --limit 1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["run_id"])')
 speech_id=$(vv media list --index fixtures --json | python3 -c 'import json,sys; print([m["video_id"] for m in json.load(sys.stdin)["data"] if m["title"] == "speech.wav"][0])')
 echo "results for speech.wav (start, end, metadata):"
-vv run results "$run_id" --video-id "$speech_id" | python3 -c 'import json,sys; [print(f"{r[\"start_time\"]:6.2f} {r[\"end_time\"]:6.2f} {json.dumps(r[\"metadata\"])}") for r in json.load(sys.stdin)["data"]]'
+vv run results "$run_id" --video-id "$speech_id" | python3 -c 'import json, sys
+for r in json.load(sys.stdin)["data"]:
+    print("%6.2f %6.2f %s" % (r["start_time"], r["end_time"], json.dumps(r["metadata"])))'
 echo
 echo 'search text "lighthouse on the coast" (transcripts and extracted metadata):'
 vv search text "lighthouse on the coast" --index fixtures --top-k 3

@@ -53,12 +53,25 @@ pub struct NewEvent {
     pub video_id: Option<VideoId>,
     pub index_id: Option<IndexId>,
     pub job_id: Option<JobId>,
+    pub run_id: Option<String>,
     pub payload: serde_json::Value,
 }
 
 impl NewEvent {
     pub(crate) fn new(event_type: EventType) -> Self {
-        NewEvent { event_type, video_id: None, index_id: None, job_id: None, payload: serde_json::Value::Null }
+        NewEvent {
+            event_type,
+            video_id: None,
+            index_id: None,
+            job_id: None,
+            run_id: None,
+            payload: serde_json::Value::Null,
+        }
+    }
+
+    pub(crate) fn run(mut self, id: &str) -> Self {
+        self.run_id = Some(id.to_string());
+        self
     }
 
     pub(crate) fn video(mut self, id: &VideoId, index: Option<&IndexId>) -> Self {

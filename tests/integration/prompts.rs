@@ -541,12 +541,10 @@ fn a_running_run_cancels_and_keeps_done_segments() {
     assert_eq!(run.status, RunStatus::Cancelled, "{run:?}");
     assert!(run.completed_segments >= 1 && run.completed_segments < run.total_segments, "{run:?}");
     assert!(run.cancel_requested_at.is_some());
-    let events: Vec<String> =
-        engine.events().since(0, 1000).unwrap().iter().map(|e| e.event_type.to_string()).collect();
-    assert!(
-        events.contains(&"prompt_run.created".into()) && events.contains(&"prompt_run.cancelled".into()),
-        "{events:?}"
-    );
+    let events: Vec<(String, Option<String>)> =
+        engine.events().since(0, 1000).unwrap().into_iter().map(|e| (e.event_type.to_string(), e.run_id)).collect();
+    let of_run = |t: &str| events.iter().any(|(e, r)| e == t && r.as_deref() == Some(run.run_id.as_str()));
+    assert!(of_run("prompt_run.created") && of_run("prompt_run.cancelled"), "{events:?}");
 }
 
 /// `generate` drafts a prompt with the language model; the draft passes the same checks as any

@@ -478,14 +478,15 @@ fn parse_column<T: std::str::FromStr>(i: usize, value: &str) -> rusqlite::Result
 /// Append an event inside the caller's transaction.
 fn append_event(tx: &Connection, e: &crate::types::NewEvent) -> Result<u64> {
     tx.execute(
-        "INSERT INTO events (event_type, video_id, index_id, job_id, created_at, payload_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO events (event_type, video_id, index_id, job_id, created_at, payload_json, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         rusqlite::params![
             e.event_type.as_str(),
             e.video_id.as_deref(),
             e.index_id.as_deref(),
             e.job_id.as_deref(),
             now_rfc3339(),
-            (!e.payload.is_null()).then(|| e.payload.to_string())
+            (!e.payload.is_null()).then(|| e.payload.to_string()),
+            e.run_id.as_deref()
         ],
     )
     .db()?;

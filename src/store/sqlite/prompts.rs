@@ -319,7 +319,8 @@ impl PromptStore for SqliteStore {
                 &event(
                     EventType::PromptRunCreated,
                     serde_json::json!({"run_id": run.run_id, "prompt_id": run.prompt_id}),
-                ),
+                )
+                .run(&run.run_id),
             )?;
             Ok((get_run(tx, &run.run_id)?, true))
         })
@@ -384,7 +385,8 @@ impl PromptStore for SqliteStore {
             };
             append_event(
                 tx,
-                &event(kind, serde_json::json!({"run_id": run.run_id, "status": status, "error": error})),
+                &event(kind, serde_json::json!({"run_id": run.run_id, "status": status, "error": error}))
+                    .run(&run.run_id),
             )?;
             get_run(tx, run_id)
         })
@@ -406,7 +408,10 @@ impl PromptStore for SqliteStore {
                 run.status = RunStatus::Cancelled;
                 run.completed_at = run.cancel_requested_at.clone();
                 put_run(tx, &run)?;
-                append_event(tx, &event(EventType::PromptRunCancelled, serde_json::json!({"run_id": run.run_id})))?;
+                append_event(
+                    tx,
+                    &event(EventType::PromptRunCancelled, serde_json::json!({"run_id": run.run_id})).run(&run.run_id),
+                )?;
             }
             get_run(tx, run_id)
         })
