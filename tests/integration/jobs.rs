@@ -174,6 +174,7 @@ fn regression_resume_ignores_the_original_options() {
     let engine = Engine::open_with(&data, options()).unwrap();
     let done = engine.jobs().wait(&job.job_id, Some(Duration::from_secs(180))).unwrap();
     assert_eq!((done.status, done.attempts), (JobStatus::Completed, 2), "{done:?}");
+    assert_eq!(done.progress.stage, videovector::JobStage::Done, "a completed job shows its last stage");
     let video_id = done.video_id.unwrap();
     let segments = segments_of(&engine, &video_id, SegmentKind::Video);
     assert_eq!(segments.len(), 12, "fixed 5 s segments, as the killed command asked");

@@ -9,7 +9,7 @@ use super::{append_event, now_ms, now_rfc3339, page_bounds, paginate, parse_colu
 use crate::error::{Error, Result};
 use crate::ids::{IndexId, JobId, SegmentId, VideoId};
 use crate::store::{EventLog, JobStore};
-use crate::types::{Event, EventType, Job, JobProgress, JobRequest, JobStatus, NewEvent, Page, PageRequest};
+use crate::types::{Event, EventType, Job, JobProgress, JobRequest, JobStage, JobStatus, NewEvent, Page, PageRequest};
 
 const JOB_COLUMNS: &str = "job_id, kind, status, video_id, index_id, progress_json, attempts, error, cancel_requested, request_json, created_at, started_at, finished_at, updated_at";
 
@@ -53,9 +53,13 @@ fn job_event(job: &Job, event_type: EventType, payload: serde_json::Value) -> Ne
 /// Set the final status of a job and log it.
 fn finish(tx: &Connection, job: &Job, status: JobStatus, error: Option<&str>) -> Result<()> {
     let now = now_rfc3339();
+    // A completed job is at its last stage, whatever the last heartbeat wrote.
+    let done = serde_json::to_string(&JobProgress::new(JobStage::Done, 1.0))
+        .map_err(|e| Error::Internal(format!("job progress: {e}")))?;
     tx.execute(
-        "UPDATE jobs SET status = ?2, error = ?3, owner = NULL, lease_until_ms = NULL, finished_at = ?4, updated_at = ?4 WHERE job_id = ?1",
-        params![job.job_id.as_str(), status.as_str(), error, now],
+        "UPDATE jobs SET status = ?2, error = ?3, owner = NULL, lease_until_ms = NULL, finished_at = ?4, updated_at = ?4,
+         progress_json = CASE WHEN ?2 = 'completed' THEN ?5 ELSE progress_json END WHERE job_id = ?1",
+        params![job.job_id.as_str(), status.as_str(), error, now, done],
     )
     .db()?;
     let event = match status {
