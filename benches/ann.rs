@@ -6,23 +6,8 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use videovector::internals::ann::{AnnConfig, AnnIndex};
+use videovector::internals::unit_vectors;
 use videovector::{Engine, EngineOptions, ModelChoice, ModelRef, Space, TextSearch};
-
-fn unit_vectors(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            let v: Vec<f32> = (0..dims)
-                .map(|_| {
-                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-                })
-                .collect();
-            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            v.into_iter().map(|x| x / n).collect()
-        })
-        .collect()
-}
 
 /// A data folder whose playground holds `n` segments with transcript vectors made by the real
 /// sentence encoder's identity (random unit vectors: the cost is what is measured).

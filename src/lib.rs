@@ -78,6 +78,23 @@ pub mod internals {
 
     use crate::{Engine, Result};
 
+    /// `n` deterministic pseudo-random unit vectors of `dims` dimensions (for benches).
+    pub fn unit_vectors(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                let v: Vec<f32> = (0..dims)
+                    .map(|_| {
+                        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+                    })
+                    .collect();
+                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.into_iter().map(|x| x / n).collect()
+            })
+            .collect()
+    }
+
     /// How many times the calling thread built an ANN index from all of a space's rows.
     pub fn ann_full_builds() -> u64 {
         crate::store::sqlite::vectors::FULL_BUILDS.with(|n| n.get())

@@ -82,35 +82,35 @@ pub struct MultimodalSearch {
     pub run_ids: Vec<String>,
 }
 
+/// The builder methods every search request has: `top_k` and `run_ids`.
+macro_rules! common_builders {
+    ($($request:ty),+) => {$(
+        impl $request {
+            pub fn top_k(mut self, top_k: usize) -> Self {
+                self.top_k = Some(top_k);
+                self
+            }
+
+            /// Search only the segments of these prompt runs (their results and their own segments).
+            pub fn run_ids(mut self, run_ids: Vec<String>) -> Self {
+                self.run_ids = run_ids;
+                self
+            }
+        }
+    )+};
+}
+
+common_builders!(TextSearch, ImageSearch, MultimodalSearch);
+
 impl TextSearch {
     pub fn new(query: impl Into<String>) -> Self {
         TextSearch { query: query.into(), ..Default::default() }
-    }
-
-    pub fn top_k(mut self, top_k: usize) -> Self {
-        self.top_k = Some(top_k);
-        self
-    }
-
-    pub fn run_ids(mut self, run_ids: Vec<String>) -> Self {
-        self.run_ids = run_ids;
-        self
     }
 }
 
 impl ImageSearch {
     pub fn new(image: ImageInput) -> Self {
         ImageSearch { image_data: image, top_k: None, run_ids: Vec::new() }
-    }
-
-    pub fn top_k(mut self, top_k: usize) -> Self {
-        self.top_k = Some(top_k);
-        self
-    }
-
-    pub fn run_ids(mut self, run_ids: Vec<String>) -> Self {
-        self.run_ids = run_ids;
-        self
     }
 }
 
@@ -132,16 +132,6 @@ impl MultimodalSearch {
     pub fn weights(mut self, text_weight: f32, image_weight: f32) -> Self {
         self.text_weight = Some(text_weight);
         self.image_weight = Some(image_weight);
-        self
-    }
-
-    pub fn top_k(mut self, top_k: usize) -> Self {
-        self.top_k = Some(top_k);
-        self
-    }
-
-    pub fn run_ids(mut self, run_ids: Vec<String>) -> Self {
-        self.run_ids = run_ids;
         self
     }
 }
