@@ -23,6 +23,18 @@ pub enum Error {
     #[error("invalid schema at {pointer:?}: {message}")]
     InvalidSchema { pointer: String, message: String },
 
+    /// A filter condition that cannot be applied (HTTP 422): an operator not allowed for its
+    /// type, a value of the wrong type, a path that is not a field of the runs' schemas.
+    /// `condition` is its position in the request, from 0.
+    #[error("invalid filter: conditions[{condition}] ({field}): {message}")]
+    InvalidCondition { condition: usize, field: String, message: String },
+
+    /// A SQL search query that is refused (HTTP 400): not one read-only SELECT over the
+    /// documented tables, over its time, row or size limit, or not valid SQL. The message says
+    /// what was refused.
+    #[error("query refused: {0}")]
+    QueryRefused(String),
+
     /// An id or name that does not exist (HTTP 404).
     #[error("{kind} not found: {id}{}", hint.as_ref().map(|h| format!(". {h}")).unwrap_or_default())]
     NotFound { kind: &'static str, id: String, hint: Option<String> },
@@ -105,12 +117,14 @@ impl Error {
     /// The API status class of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidRequest { .. } => ErrorKind::BadRequest,
+            Error::InvalidRequest { .. } | Error::QueryRefused(_) => ErrorKind::BadRequest,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Conflict(_) | Error::IdempotencyConflict { .. } | Error::ModelMismatch(_) | Error::Cancelled => {
                 ErrorKind::Conflict
             }
-            Error::Media { .. } | Error::InvalidSchema { .. } => ErrorKind::Unprocessable,
+            Error::Media { .. } | Error::InvalidSchema { .. } | Error::InvalidCondition { .. } => {
+                ErrorKind::Unprocessable
+            }
             Error::ModelMissing { .. } | Error::ModelUnavailable(_) => ErrorKind::Unavailable,
             Error::Io { .. } | Error::Store(_) | Error::Model { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
@@ -121,6 +135,8 @@ impl Error {
         match self {
             Error::InvalidRequest { .. } => "invalid_request",
             Error::InvalidSchema { .. } => "invalid_schema",
+            Error::InvalidCondition { .. } => "invalid_condition",
+            Error::QueryRefused(_) => "query_refused",
             Error::NotFound { .. } => "not_found",
             Error::Conflict(_) => "conflict",
             Error::IdempotencyConflict { .. } => "idempotency_conflict",
@@ -170,6 +186,12 @@ mod tests {
         };
         check(Error::invalid("top_k", "x"), 400, "invalid_request");
         check(Error::not_found("video", "vid_1"), 404, "not_found");
+        check(
+            Error::InvalidCondition { condition: 1, field: "a".into(), message: "x".into() },
+            422,
+            "invalid_condition",
+        );
+        check(Error::QueryRefused("x".into()), 400, "query_refused");
         check(Error::Conflict("x".into()), 409, "conflict");
         check(Error::IdempotencyConflict { key: "k".into(), message: "x".into() }, 409, "idempotency_conflict");
         check(Error::media("a.mp4", "x"), 422, "unreadable_media");

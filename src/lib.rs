@@ -44,11 +44,13 @@ pub use ml::llm::{DEFAULT_LANGUAGE_MODEL, HOSTED_MODEL_NAMES};
 pub use ml::{ModelChoice, DEFAULT_ASR_MODEL, DEFAULT_TEXT_MODEL, DEFAULT_VISUAL_MODEL};
 pub use pipeline::{IngestOptions, OutputConfig};
 pub use search::{
-    ImageInput, ImageSearch, Modality, ModalityMatch, MultimodalSearch, ScoreKind, SearchHit, SearchResponse,
-    TextSearch, DEFAULT_TOP_K, MAX_QUERY_CHARS, MAX_TOP_K, RRF_K,
+    Aggregation, FilterHit, FilterResponse, FilterSearch, ImageInput, ImageSearch, Modality, ModalityMatch,
+    MultiRunSearch, MultimodalSearch, ScoreKind, SearchHit, SearchResponse, TextSearch, DEFAULT_PAGE_SIZE,
+    DEFAULT_TOP_K, MAX_MULTI_RUN_TOP_K, MAX_QUERY_CHARS, MAX_TOP_K, RRF_K,
 };
 pub use segment::{AudioSegmentation, PauseConfig, SegmentationConfig, ShotConfig, SmartConfig, VideoSegmentation};
 pub use store::AnnConfig;
+pub use types::filter::{Condition, FieldType, MatchedFieldInstance, MAX_CONDITIONS};
 pub use types::{
     AudioInfo, Event, EventType, FailedSegment, Index, Job, JobKind, JobProgress, JobStage, JobStatus, LlmCall, Media,
     MediaInfo, MediaType, ModelRef, NewPrompt, Page, PageRequest, Phrase, Prompt, PromptRun, PromptUpdate, PromptUsage,
@@ -72,6 +74,10 @@ pub mod internals {
     }
     pub mod ann {
         pub use crate::store::sqlite::ann::{AnnConfig, AnnIndex};
+    }
+    /// Checked filters and their reference evaluation over a result's JSON.
+    pub mod filter {
+        pub use crate::types::filter::*;
     }
     use crate::pipeline::analyse::analyse;
     pub use crate::pipeline::analyse::{Analysis, ANALYSIS_SIZE};
@@ -111,14 +117,16 @@ pub mod internals {
     }
 
     /// Fill the playground with `vectors.len()` synthetic one-second segments, `per_media` per
-    /// media item, each with its vector in `space` (for benches of search at scale).
+    /// media item, each with its vector in `space` (for benches of search at scale). Returns the
+    /// segments in the order of `vectors`.
     pub fn seed_playground(
         engine: &Engine,
         vectors: &[Vec<f32>],
         per_media: usize,
         model: &crate::ModelRef,
         space: crate::Space,
-    ) -> Result<()> {
+    ) -> Result<Vec<crate::SegmentId>> {
+        let mut made = Vec::with_capacity(vectors.len());
         use crate::store::{Completed, NewMedia, NewSegment, NewVector};
         let stores = engine.stores();
         let info = crate::MediaInfo {
@@ -168,7 +176,89 @@ pub mod internals {
                 .map(|(s, v)| NewVector { segment_id: &s.segment_id, vector: v, source_text: Some("synthetic") })
                 .collect();
             stores.vectors.upsert(&crate::Scope::Playground, space, model, &rows)?;
+            made.extend(segments.into_iter().map(|s| s.segment_id));
         }
-        stores.vectors.flush()
+        stores.vectors.flush()?;
+        Ok(made)
+    }
+
+    /// A completed prompt run over the playground whose result for `segments[i]` is `docs[i]`,
+    /// stored as a run would store it, without a model (for tests and benches of filters). The
+    /// engine must have no workers (`EngineOptions::workers(0)`): the run's job is cancelled
+    /// before anything could run it.
+    pub fn seed_run_results(
+        engine: &Engine,
+        schema: serde_json::Value,
+        segments: &[crate::SegmentId],
+        docs: &[serde_json::Value],
+    ) -> Result<crate::RunId> {
+        use crate::types::filter::flatten;
+        use crate::types::{JobKind, JobRequest};
+        let stores = engine.stores();
+        let prompt = engine
+            .prompts()
+            .create(&crate::NewPrompt::new("seeded", "Seeded results, written without a model.", schema), None)?;
+        let mut videos: Vec<crate::VideoId> = Vec::new();
+        let segs: Vec<crate::Segment> =
+            segments.iter().map(|s| stores.catalog.segment(s.as_str())).collect::<Result<_>>()?;
+        for s in &segs {
+            if videos.last() != Some(&s.video_id) {
+                videos.push(s.video_id.clone());
+            }
+        }
+        let now = crate::store::now();
+        let run = crate::PromptRun {
+            run_id: crate::RunId::generate(),
+            prompt_id: prompt.prompt_id.clone(),
+            prompt_name: prompt.name.clone(),
+            status: crate::RunStatus::Pending,
+            request: crate::RunRequest::new(prompt.prompt_id.as_str(), crate::RunTarget::Playground),
+            prompt,
+            index_id: None,
+            model: "seeded".into(),
+            job_id: None,
+            total_videos: videos.len() as u64,
+            completed_videos: 0,
+            failed_videos: 0,
+            total_segments: 0,
+            completed_segments: 0,
+            failed_segments: 0,
+            video_level_total_items: 0,
+            video_level_completed_items: 0,
+            video_level_failed_items: 0,
+            total_video_seconds: 0.0,
+            error_message: None,
+            cancel_requested_at: None,
+            created_at: now.clone(),
+            started_at: None,
+            completed_at: None,
+            updated_at: now,
+        };
+        let job = JobRequest { kind: JobKind::PromptRun, video_id: None, index_id: None, request_json: "{}".into() };
+        let (run, _) =
+            stores.prompts.create_run(&crate::store::NewRun { run: &run, videos: &videos, idempotency: None }, &job)?;
+        if let Some(job) = &run.job_id {
+            stores.jobs.cancel_job(job.as_str())?;
+        }
+        for (s, doc) in segs.iter().zip(docs) {
+            let text: Vec<String> = flatten(doc).iter().map(|l| format!("{}: {}", l.instance, l.preview())).collect();
+            stores.prompts.save_segment_result(&crate::SegmentResult {
+                run_id: run.run_id.clone(),
+                prompt_id: run.prompt_id.clone(),
+                segment_id: s.segment_id.clone(),
+                video_id: s.video_id.clone(),
+                video_name: "synthetic".into(),
+                start_time: s.start,
+                end_time: s.end,
+                metadata: doc.clone(),
+                metadata_text: text.join("\n"),
+                field_extraction_succeeded: true,
+                field_extraction_error: None,
+                attempts: 1,
+                executed_at: crate::store::now(),
+            })?;
+        }
+        stores.prompts.set_run_status(&run.run_id, crate::RunStatus::Completed, None)?;
+        Ok(run.run_id)
     }
 }

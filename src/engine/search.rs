@@ -3,10 +3,12 @@
 use super::Engine;
 use crate::error::Result;
 use crate::search::query::Searcher;
-use crate::search::{ImageSearch, MultimodalSearch, SearchResponse, TextSearch};
+use crate::search::{
+    FilterResponse, FilterSearch, ImageSearch, MultiRunSearch, MultimodalSearch, SearchResponse, TextSearch,
+};
 use crate::types::Scope;
 
-/// `client.search`: text, keyword, image and multimodal search over an index
+/// `client.search`: text, keyword, image, multimodal, filter and multi-run search over an index
 /// (`Some(index id or name)`) or the playground (`None`).
 pub struct Search<'a> {
     engine: &'a Engine,
@@ -48,5 +50,16 @@ impl<'a> Search<'a> {
     /// `text_weight * cos(text) + image_weight * cos(image)` over keyframes.
     pub fn multimodal(&self, index: Option<&str>, req: &MultimodalSearch) -> Result<SearchResponse> {
         self.searcher().multimodal(&self.scope(index)?, req)
+    }
+
+    /// Completed run results whose metadata passes every condition, a page at a time.
+    pub fn filter(&self, index: Option<&str>, req: &FilterSearch) -> Result<FilterResponse> {
+        self.searcher().filter(&self.scope(index)?, req)
+    }
+
+    /// A text search over the segments of each of several runs, combined (`best`, `all` or
+    /// `weighted` by run recency).
+    pub fn multi_run(&self, req: &MultiRunSearch) -> Result<SearchResponse> {
+        self.searcher().multi_run(req)
     }
 }

@@ -20,11 +20,15 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) mod filter;
 pub(crate) mod query;
 
+pub use filter::{FilterHit, FilterResponse, FilterSearch, DEFAULT_PAGE_SIZE};
+
 use crate::error::{Error, Result};
-use crate::ids::{SegmentId, VideoId};
+use crate::ids::{RunId, SegmentId, VideoId};
 use crate::store::VectorHit as HitRow;
+use crate::types::filter::Condition;
 
 /// `top_k` when none is given.
 pub const DEFAULT_TOP_K: usize = 10;
@@ -51,9 +55,13 @@ pub struct TextSearch {
     pub query: String,
     /// Results to return, 1 to [`MAX_TOP_K`]. Default [`DEFAULT_TOP_K`].
     pub top_k: Option<usize>,
-    /// Restrict to segments of these prompt runs; empty: the ingest segmentation.
+    /// Restrict to segments of these prompt runs; empty: every segment.
     #[serde(default)]
     pub run_ids: Vec<String>,
+    /// Restrict to segments whose run result passes these conditions (AND), inside the vector
+    /// search: `top_k` results come back whenever that many segments pass.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
 }
 
 /// `POST /indexes/{index_id}/image-search`: `ImageSearch::new(ImageInput::Path(..)).top_k(5)`.
@@ -64,6 +72,8 @@ pub struct ImageSearch {
     pub top_k: Option<usize>,
     #[serde(default)]
     pub run_ids: Vec<String>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
 }
 
 /// `POST /indexes/{index_id}/multimodal-search`:
@@ -80,9 +90,11 @@ pub struct MultimodalSearch {
     pub top_k: Option<usize>,
     #[serde(default)]
     pub run_ids: Vec<String>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
 }
 
-/// The builder methods every search request has: `top_k` and `run_ids`.
+/// The builder methods every search request has: `top_k`, `run_ids` and `conditions`.
 macro_rules! common_builders {
     ($($request:ty),+) => {$(
         impl $request {
@@ -94,6 +106,12 @@ macro_rules! common_builders {
             /// Search only the segments of these prompt runs (their results and their own segments).
             pub fn run_ids(mut self, run_ids: Vec<String>) -> Self {
                 self.run_ids = run_ids;
+                self
+            }
+
+            /// Search only segments whose run result passes every condition.
+            pub fn conditions(mut self, conditions: Vec<Condition>) -> Self {
+                self.conditions = conditions;
                 self
             }
         }
@@ -110,7 +128,7 @@ impl TextSearch {
 
 impl ImageSearch {
     pub fn new(image: ImageInput) -> Self {
-        ImageSearch { image_data: image, top_k: None, run_ids: Vec::new() }
+        ImageSearch { image_data: image, top_k: None, run_ids: Vec::new(), conditions: Vec::new() }
     }
 }
 
@@ -132,6 +150,64 @@ impl MultimodalSearch {
     pub fn weights(mut self, text_weight: f32, image_weight: f32) -> Self {
         self.text_weight = Some(text_weight);
         self.image_weight = Some(image_weight);
+        self
+    }
+}
+
+/// How `POST /search/multi-run` combines the hits of several runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Aggregation {
+    /// Each segment once, with its best score over the runs.
+    #[default]
+    Best,
+    /// Every run's hits, a segment once per run that found it.
+    All,
+    /// As `best`, after weighting each run's scores by its recency: 1.0 for the newest run down
+    /// to 0.5 for the oldest, linearly.
+    Weighted,
+}
+
+/// Largest `top_k` of a multi-run search (per run).
+pub const MAX_MULTI_RUN_TOP_K: usize = 50;
+
+/// `POST /search/multi-run`: a text search over the segments of each run, combined.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MultiRunSearch {
+    pub query: String,
+    /// The runs; empty: every run over media of `index_id`.
+    #[serde(default)]
+    pub run_ids: Vec<String>,
+    pub index_id: Option<String>,
+    pub aggregation: Option<Aggregation>,
+    /// Hits per run, 1 to [`MAX_MULTI_RUN_TOP_K`]. Default 5.
+    pub top_k: Option<usize>,
+}
+
+impl MultiRunSearch {
+    pub fn new(query: impl Into<String>) -> Self {
+        MultiRunSearch { query: query.into(), ..Default::default() }
+    }
+
+    pub fn run_ids(mut self, run_ids: Vec<String>) -> Self {
+        self.run_ids = run_ids;
+        self
+    }
+
+    pub fn index_id(mut self, index: impl Into<String>) -> Self {
+        self.index_id = Some(index.into());
+        self
+    }
+
+    pub fn aggregation(mut self, aggregation: Aggregation) -> Self {
+        self.aggregation = Some(aggregation);
+        self
+    }
+
+    pub fn top_k(mut self, top_k: usize) -> Self {
+        self.top_k = Some(top_k);
         self
     }
 }
@@ -217,6 +293,9 @@ pub struct SearchHit {
     pub matches: Vec<ModalityMatch>,
     /// The text that matched, for transcript and metadata hits.
     pub snippet: Option<String>,
+    /// The run whose segments the hit was found among (multi-run search), or whose own
+    /// segmentation made the segment.
+    pub run_id: Option<RunId>,
 }
 
 /// Ranked results and how their scores were computed.
@@ -291,6 +370,10 @@ impl Ranked {
     }
 }
 
+pub(crate) fn tie_hits(a: &SearchHit, b: &SearchHit) -> std::cmp::Ordering {
+    a.video_id.cmp(&b.video_id).then(a.start.total_cmp(&b.start)).then(a.segment_id.cmp(&b.segment_id))
+}
+
 fn tie(a: &HitRow, b: &HitRow) -> std::cmp::Ordering {
     a.video_id.cmp(&b.video_id).then(a.start_us.cmp(&b.start_us)).then(a.segment_id.cmp(&b.segment_id))
 }
@@ -351,6 +434,7 @@ pub(crate) fn fuse(lists: Vec<Ranked>, top_k: usize, weighted: Option<&WeightedQ
                 modality: best,
                 matches: a.matches,
                 snippet: a.row.source_text,
+                run_id: a.row.run_id.map(RunId::from),
             }
         })
         .collect();

@@ -3,15 +3,18 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::filter::Restriction;
 use super::{
-    candidates, decode_image, fuse, query_text, top_k, weights, ImageSearch, Modality, ModalityMatch, MultimodalSearch,
-    Ranked, ScoreKind, SearchHit, SearchResponse, TextSearch,
+    candidates, decode_image, fuse, query_text, tie_hits, top_k, weights, Aggregation, ImageSearch, Modality,
+    ModalityMatch, MultiRunSearch, MultimodalSearch, Ranked, ScoreKind, SearchHit, SearchResponse, TextSearch,
+    MAX_MULTI_RUN_TOP_K,
 };
 use crate::error::{Error, Result};
 use crate::ids::SegmentId;
 use crate::ml::{Models, Role};
 use crate::store::{all_segments, Candidates, Stores};
-use crate::types::{ModelRef, Scope, Segment, Space};
+use crate::types::filter::Condition;
+use crate::types::{ModelRef, PromptRun, Scope, Segment, Space};
 
 /// What a search reads: the stores and the query encoders.
 pub(crate) struct Searcher<'a> {
@@ -19,26 +22,30 @@ pub(crate) struct Searcher<'a> {
     pub models: &'a Models,
 }
 
-/// How many candidates to fetch from a space, and from which segments (`None`: all).
+/// Which segments a search may return.
+enum Only {
+    All,
+    /// The segments of some runs (`run_ids` without conditions).
+    Segments(HashSet<SegmentId>),
+    /// Segments whose result passes a filter (`conditions`, with or without `run_ids`).
+    Results(Restriction),
+}
+
+/// How many candidates to fetch from a space, and from which segments.
 #[derive(Clone, Copy)]
 struct Want<'a> {
     k: usize,
-    only: Option<&'a HashSet<SegmentId>>,
+    only: &'a Only,
 }
 
 impl Searcher<'_> {
-    /// The segments of the given runs (their results and the segments they made), or `None`
-    /// for no restriction. An unknown run id is a 404.
-    fn run_segments(&self, run_ids: &[String]) -> Result<Option<HashSet<SegmentId>>> {
-        if run_ids.is_empty() {
-            return Ok(None);
+    /// The restriction a request asks for: `conditions` over the results of `run_ids` (or of
+    /// every run in scope), or the segments of `run_ids`, or none.
+    fn only(&self, scope: &Scope, run_ids: &[String], conditions: &[Condition]) -> Result<Only> {
+        if !conditions.is_empty() {
+            return Ok(Only::Results(self.restriction(vec![scope.clone()], run_ids, conditions)?));
         }
-        let mut out = HashSet::new();
-        for id in run_ids {
-            self.stores.prompts.run(id)?;
-            out.extend(self.stores.prompts.run_segment_ids(id)?);
-        }
-        Ok(Some(out))
+        Ok(self.run_segments(run_ids)?.map_or(Only::All, Only::Segments))
     }
 
     /// Candidates of `space` for `query`, checked against the model that made the space.
@@ -66,7 +73,15 @@ impl Searcher<'_> {
                 made_by.id
             )));
         }
-        let candidates = only.map_or(Candidates::All, Candidates::Segments);
+        let filter;
+        let candidates = match only {
+            Only::All => Candidates::All,
+            Only::Segments(ids) => Candidates::Segments(ids),
+            Only::Results(r) => {
+                filter = r.as_filter();
+                Candidates::Results(&filter)
+            }
+        };
         let rows = self.stores.vectors.search(scope, space, query, k, candidates)?;
         Ok(Some(Ranked::new(modality, rows, query)))
     }
@@ -76,7 +91,7 @@ impl Searcher<'_> {
     pub fn text(&self, scope: &Scope, req: &TextSearch) -> Result<SearchResponse> {
         let query = query_text("query", &req.query)?;
         let k = top_k(req.top_k)?;
-        let only = self.run_segments(&req.run_ids)?;
+        let only = self.only(scope, &req.run_ids, &req.conditions)?;
         let mut lists = Vec::new();
         if self.stores.vectors.space_model(scope, Space::Visual)?.is_some() {
             let clip = self.models.visual()?.ok_or_else(|| self.models.missing(Role::Visual))?;
@@ -87,7 +102,7 @@ impl Searcher<'_> {
                 Modality::Visual,
                 &q,
                 clip.model_ref(),
-                Want { k: candidates(k), only: only.as_ref() },
+                Want { k: candidates(k), only: &only },
             )?);
         }
         for space in [Space::Transcript, Space::Metadata] {
@@ -100,7 +115,7 @@ impl Searcher<'_> {
                     Modality::of_space(space),
                     &q,
                     enc.model_ref(),
-                    Want { k: candidates(k), only: only.as_ref() },
+                    Want { k: candidates(k), only: &only },
                 )?);
             }
         }
@@ -112,6 +127,9 @@ impl Searcher<'_> {
     pub fn keyword(&self, scope: &Scope, req: &TextSearch) -> Result<SearchResponse> {
         let query = query_text("query", &req.query)?;
         let k = top_k(req.top_k)?;
+        if !req.conditions.is_empty() {
+            return Err(Error::invalid("conditions", "keyword search takes no conditions; use text search"));
+        }
         let only = self.run_segments(&req.run_ids)?;
         let mut segments_of: HashMap<String, Vec<Segment>> = HashMap::new();
         let mut results: Vec<SearchHit> = Vec::new();
@@ -144,6 +162,7 @@ impl Searcher<'_> {
                 modality: Modality::Keyword,
                 matches: vec![ModalityMatch { modality: Modality::Keyword, score, rank: rank + 1 }],
                 snippet: Some(hit.text),
+                run_id: None,
             });
             if results.len() == k {
                 break;
@@ -155,7 +174,7 @@ impl Searcher<'_> {
     /// Image search over keyframes; `score` is the cosine similarity.
     pub fn image(&self, scope: &Scope, req: &ImageSearch) -> Result<SearchResponse> {
         let k = top_k(req.top_k)?;
-        let only = self.run_segments(&req.run_ids)?;
+        let only = self.only(scope, &req.run_ids, &req.conditions)?;
         let img = decode_image(&req.image_data)?;
         let clip = self.models.visual()?.ok_or_else(|| self.models.missing(Role::Visual))?;
         let q = clip.embed_images(&[img])?.remove(0);
@@ -166,7 +185,7 @@ impl Searcher<'_> {
                 Modality::Image,
                 &q,
                 clip.model_ref(),
-                Want { k: candidates(k), only: only.as_ref() },
+                Want { k: candidates(k), only: &only },
             )?
             .into_iter()
             .collect();
@@ -177,7 +196,7 @@ impl Searcher<'_> {
     pub fn multimodal(&self, scope: &Scope, req: &MultimodalSearch) -> Result<SearchResponse> {
         let k = top_k(req.top_k)?;
         let (tw, iw) = weights(req.text_weight, req.image_weight)?;
-        let only = self.run_segments(&req.run_ids)?;
+        let only = self.only(scope, &req.run_ids, &req.conditions)?;
         if req.text_query.is_none() && req.image_data.is_none() {
             return Err(Error::invalid("text_query", "give text_query, image_data or both"));
         }
@@ -195,7 +214,7 @@ impl Searcher<'_> {
                 Modality::Text,
                 q,
                 clip.model_ref(),
-                Want { k: candidates(k), only: only.as_ref() },
+                Want { k: candidates(k), only: &only },
             )?);
             queries.push((q, tw));
         }
@@ -206,10 +225,71 @@ impl Searcher<'_> {
                 Modality::Image,
                 q,
                 clip.model_ref(),
-                Want { k: candidates(k), only: only.as_ref() },
+                Want { k: candidates(k), only: &only },
             )?);
             queries.push((q, iw));
         }
         Ok(fuse(lists, k, Some(&queries)))
+    }
+
+    /// A text search over each run's segments, combined by `aggregation`.
+    pub fn multi_run(&self, req: &MultiRunSearch) -> Result<SearchResponse> {
+        let query = query_text("query", &req.query)?;
+        let k = req.top_k.unwrap_or(5);
+        if !(1..=MAX_MULTI_RUN_TOP_K).contains(&k) {
+            return Err(Error::invalid("top_k", format!("must be 1 to {MAX_MULTI_RUN_TOP_K} (per run), got {k}")));
+        }
+        let mut runs: Vec<PromptRun> = if req.run_ids.is_empty() {
+            let index =
+                req.index_id.as_deref().ok_or_else(|| Error::invalid("run_ids", "give run_ids, index_id or both"))?;
+            let scope = Scope::Index(self.stores.catalog.index(index)?.index_id);
+            self.stores.prompts.runs_in_scopes(&[scope])?
+        } else {
+            req.run_ids.iter().map(|id| self.stores.prompts.run(id)).collect::<Result<_>>()?
+        };
+        runs.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        let aggregation = req.aggregation.unwrap_or_default();
+        let mut kind = ScoreKind::Cosine;
+        let mut all: Vec<SearchHit> = Vec::new();
+        let last = runs.len().saturating_sub(1).max(1) as f32;
+        for (i, run) in runs.iter().enumerate() {
+            let Some(scope) = self.run_scope(run)? else { continue };
+            let per_run = TextSearch {
+                query: query.to_string(),
+                top_k: Some(k),
+                run_ids: vec![run.run_id.to_string()],
+                ..Default::default()
+            };
+            let found = self.text(&scope, &per_run)?;
+            kind = found.score_kind;
+            let weight = if aggregation == Aggregation::Weighted { 1.0 - 0.5 * i as f32 / last } else { 1.0 };
+            all.extend(found.results.into_iter().map(|mut h| {
+                h.score *= weight;
+                h.run_id = Some(run.run_id.clone());
+                h
+            }));
+        }
+        all.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| tie_hits(a, b)));
+        if aggregation != Aggregation::All {
+            let mut seen = HashSet::new();
+            all.retain(|h| seen.insert(h.segment_id.clone()));
+            all.truncate(k);
+        }
+        Ok(SearchResponse { results: all, score_kind: kind })
+    }
+
+    /// The scope of a run's media (`None` when the run covers no media any more).
+    fn run_scope(&self, run: &PromptRun) -> Result<Option<Scope>> {
+        if let Some(index) = &run.index_id {
+            return Ok(Some(Scope::Index(index.clone())));
+        }
+        for video in self.stores.prompts.run_videos(run.run_id.as_str())? {
+            match self.stores.catalog.media(video.as_str()) {
+                Ok(m) => return Ok(Some(Scope::of(m.index_id.as_ref()))),
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 }

@@ -216,8 +216,8 @@ pub(crate) fn vectors(open: &dyn Fn() -> Stores) {
     assert!(matches!(v.upsert(&scope, Space::Visual, &model(), &short), Err(Error::ModelMismatch(_))));
 
     // A candidate filter returns only allowed segments, still k of them when there are k.
-    let only_b: HashSet<VideoId> = [b.clone()].into();
-    let hits = v.search(&scope, Space::Visual, &basis(0), 3, Candidates::Videos(&only_b)).unwrap();
+    let only_b: HashSet<SegmentId> = sb.iter().cloned().collect();
+    let hits = v.search(&scope, Space::Visual, &basis(0), 3, Candidates::Segments(&only_b)).unwrap();
     assert_eq!(hits.len(), 3);
     assert!(hits.iter().all(|h| h.video_id == b));
     let chosen: HashSet<SegmentId> = [sa[2].clone()].into();

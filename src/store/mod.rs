@@ -20,6 +20,7 @@ pub(crate) use sqlite::SqliteStore;
 
 use crate::error::Result;
 use crate::ids::{IndexId, JobId, RetryId, RunId, SegmentId, VideoId};
+use crate::types::filter::Filter;
 use crate::types::{
     Event, FailedSegment, Index, Job, JobProgress, JobRequest, JobStatus, LlmCall, Media, MediaInfo, ModelRef,
     NewEvent, NewPrompt, Page, PageRequest, Phrase, Prompt, PromptRun, PromptUpdate, PromptUsage, RunStatus, Scope,
@@ -133,14 +134,23 @@ pub(crate) struct VectorHit {
     pub source_text: Option<String>,
 }
 
+/// Which run results a filter reads: the successful results of these runs, on media of these
+/// scopes, that satisfy every condition.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ResultFilter<'a> {
+    pub scopes: &'a [Scope],
+    pub run_ids: &'a [String],
+    pub filter: &'a Filter,
+}
+
 /// Which segments a vector search may return: a pre-filter, applied inside the ANN search so
 /// that `k` results come back even when most vectors are filtered out.
 #[derive(Debug, Clone, Copy)]
-#[allow(dead_code)] // `Videos` is what filter search (the next issue) passes
 pub(crate) enum Candidates<'a> {
     All,
-    Videos(&'a HashSet<VideoId>),
     Segments(&'a HashSet<SegmentId>),
+    /// Segments with a result that passes the filter.
+    Results(&'a ResultFilter<'a>),
 }
 
 /// Reads of the catalog: indexes, media, segments, transcripts.
@@ -334,6 +344,10 @@ pub(crate) trait PromptStore: Send + Sync {
     fn save_video_result(&self, result: &VideoResult) -> Result<()>;
     fn video_result(&self, run_id: &str, video_id: &str) -> Result<Option<VideoResult>>;
     fn failed_segments(&self, run_id: &str) -> Result<Vec<FailedSegment>>;
+    /// Runs that cover media of these scopes, newest first.
+    fn runs_in_scopes(&self, scopes: &[Scope]) -> Result<Vec<PromptRun>>;
+    /// Results that pass a filter, in the order they were stored; the cursor is opaque.
+    fn filter_results(&self, filter: &ResultFilter<'_>, page: &PageRequest) -> Result<Page<SegmentResult>>;
     /// The segments a run touched: those with a result, and those it made of its own.
     fn run_segment_ids(&self, run_id: &str) -> Result<HashSet<SegmentId>>;
     fn log_llm_call(&self, call: &LlmCall) -> Result<()>;

@@ -5,6 +5,7 @@
 //! module imports nothing else from the crate but `error` and `ids`.
 
 mod event;
+pub mod filter;
 mod job;
 mod media;
 mod page;

@@ -9,6 +9,7 @@ mod cli;
 mod clip_golden;
 mod common;
 mod durability;
+mod filter;
 mod ingest;
 mod jobs;
 mod prompts;

@@ -3,6 +3,7 @@
 //! An ANN file is a cache of the catalog's vector rows, named after the generation of the space
 //! it holds: loaded only when that generation is the catalog's, rebuilt from the rows otherwise.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
@@ -163,6 +164,21 @@ impl AnnIndex {
         }
         let m = self.index.filtered_search(query, k, keep).map_err(|e| ann_err("search", e))?;
         Ok(m.keys.into_iter().zip(m.distances).map(|(key, d)| (key, 1.0 - d)).collect())
+    }
+
+    /// The exact `k` nearest among `keys` (brute force over their stored vectors): for candidate
+    /// sets small enough that a graph search would mostly walk past filtered-out nodes.
+    pub fn scan(&self, query: &[f32], k: usize, keys: &HashSet<u64>) -> Result<Vec<(u64, f32)>> {
+        let mut buf = vec![0f32; self.dims()];
+        let mut scored = Vec::with_capacity(keys.len());
+        for &key in keys {
+            if self.index.get(key, &mut buf).map_err(|e| ann_err("get", e))? > 0 {
+                scored.push((key, buf.iter().zip(query).map(|(a, b)| a * b).sum::<f32>()));
+            }
+        }
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored.truncate(k);
+        Ok(scored)
     }
 
     /// The exact `k` nearest (brute force), for measuring recall.

@@ -7,6 +7,7 @@
 
 pub(crate) mod ann;
 mod catalog;
+mod filter;
 mod jobs;
 mod prompts;
 pub(crate) mod vectors;
@@ -265,6 +266,9 @@ CREATE TABLE idempotency_keys (
 );
 CREATE INDEX llm_calls_model ON llm_calls (model);
 "#,
+    // 6: the leaves of each result, for filters (`filter.rs`; existing results are indexed by
+    // `filter::index_existing` in the same transaction).
+    filter::MIGRATION,
 ];
 
 /// Read connections kept open for reuse.
@@ -381,6 +385,9 @@ impl Db {
                 continue;
             }
             tx.execute_batch(sql).map_err(|e| Self::context_of(&self.path, e))?;
+            if i + 1 == 6 {
+                filter::index_existing(&tx)?;
+            }
             tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).db()?;
             tx.commit().db()?;
         }

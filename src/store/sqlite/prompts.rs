@@ -7,13 +7,14 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::filter::{render, Query};
 use super::{append_event, now_rfc3339, page_bounds, paginate, Sql, SqliteStore};
 use crate::error::{Error, Result};
 use crate::ids::{PromptId, RetryId, RunId, SegmentId, VideoId};
-use crate::store::{NewRun, PromptStore, Throughput};
+use crate::store::{NewRun, PromptStore, ResultFilter, Throughput};
 use crate::types::{
     EventType, FailedSegment, JobRequest, LlmCall, NewEvent, NewPrompt, Page, PageRequest, Prompt, PromptRun,
-    PromptUpdate, PromptUsage, RunStatus, SegmentResult, SegmentRetry, VideoResult,
+    PromptUpdate, PromptUsage, RunStatus, Scope, SegmentResult, SegmentRetry, VideoResult,
 };
 
 fn to_doc<T: Serialize>(value: &T) -> Result<String> {
@@ -435,7 +436,14 @@ impl PromptStore for SqliteStore {
                 ],
             )
             .db()?;
-            Ok(())
+            let result_id: i64 = tx
+                .query_row(
+                    "SELECT result_id FROM run_results WHERE run_id = ?1 AND segment_id = ?2",
+                    [r.run_id.as_str(), r.segment_id.as_str()],
+                    |row| row.get(0),
+                )
+                .db()?;
+            super::filter::write_fields(tx, result_id, r.field_extraction_succeeded.then_some(&r.metadata))
         })
     }
 
@@ -558,6 +566,50 @@ impl PromptStore for SqliteStore {
                     })
                 })
                 .collect()
+        })
+    }
+
+    fn runs_in_scopes(&self, scopes: &[Scope]) -> Result<Vec<PromptRun>> {
+        self.db.read_snapshot(|c| {
+            let mut q = Query::default();
+            q.push(
+                "SELECT DISTINCT rm.run_id, p.rowid FROM run_media rm JOIN prompt_runs p ON p.run_id = rm.run_id
+                 JOIN media m ON m.video_id = rm.video_id WHERE coalesce(m.index_id, '') IN ",
+            )
+            .list(scopes.iter().map(|s| super::scope_key(s).to_string()))
+            .push(" ORDER BY p.rowid DESC");
+            let mut stmt = c.prepare(&q.text).db()?;
+            let ids: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(q.params.iter()), |r| r.get(0))
+                .db()?
+                .collect::<rusqlite::Result<_>>()
+                .db()?;
+            ids.iter().map(|id| get_run(c, id)).collect()
+        })
+    }
+
+    fn filter_results(&self, filter: &ResultFilter<'_>, page: &PageRequest) -> Result<Page<SegmentResult>> {
+        let (limit, after) = page_bounds(page)?;
+        self.db.read(|c| {
+            let mut q = Query::default();
+            q.push("SELECT r.result_id, r.doc, r.attempts FROM run_results r WHERE r.result_id > ").bind(after);
+            render(filter, &mut q);
+            q.push(" ORDER BY r.result_id LIMIT ").bind(limit + 1);
+            let mut stmt = c.prepare(&q.text).db()?;
+            let rows: Vec<(i64, String, u32)> = stmt
+                .query_map(rusqlite::params_from_iter(q.params.iter()), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .db()?
+                .collect::<rusqlite::Result<_>>()
+                .db()?;
+            let rows = rows
+                .into_iter()
+                .map(|(id, doc, attempts)| {
+                    let mut r: SegmentResult = from_doc("segment result", &doc)?;
+                    r.attempts = attempts;
+                    Ok((r, id))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(paginate(rows, limit))
         })
     }
 

@@ -16,13 +16,18 @@ use std::sync::{Arc, Mutex, RwLock};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::ann::{AnnConfig, AnnIndex};
+use super::filter::{render, Query};
 use super::{scope_from_key, scope_key, Sql, SqliteStore};
 use crate::error::{Error, Result};
 use crate::ids::{SegmentId, VideoId};
-use crate::store::{Candidates, NewVector, StoredVector, VectorHit, VectorStore};
+use crate::store::{Candidates, NewVector, ResultFilter, StoredVector, VectorHit, VectorStore};
 use crate::types::{ModelRef, Scope, Space};
 
 type SpaceKey = (String, Space);
+
+/// Candidate sets up to this size are searched exactly (a scan of their vectors) rather than by
+/// a filtered graph search, which walks past filtered-out nodes and may miss some of a small set.
+const EXACT_SCAN_MAX: usize = 8192;
 
 thread_local! {
     /// Full builds of an ANN index from the catalog's rows made by this thread (what deletes and
@@ -406,12 +411,8 @@ impl VectorStore for SqliteStore {
         }
         let allowed: Option<HashSet<u64>> = match candidates {
             Candidates::All => None,
-            Candidates::Videos(ids) => {
-                Some(self.db.read(|c| keys_where(c, sk, space, "s.video_id", ids.iter().map(|v| v.as_str())))?)
-            }
-            Candidates::Segments(ids) => {
-                Some(self.db.read(|c| keys_where(c, sk, space, "s.segment_id", ids.iter().map(|s| s.as_str())))?)
-            }
+            Candidates::Segments(ids) => Some(self.db.read(|c| segment_keys(c, sk, space, ids))?),
+            Candidates::Results(filter) => Some(self.db.read(|c| result_keys(c, sk, space, filter))?),
         };
         let key = (sk.to_string(), space);
         let entry = self.fresh_index(&key, model.dims, generation)?;
@@ -420,6 +421,7 @@ impl VectorStore for SqliteStore {
             let Some(l) = slot.as_ref() else { return Ok(Vec::new()) };
             match &allowed {
                 None => l.index.search(query, k)?,
+                Some(keys) if keys.len() <= EXACT_SCAN_MAX => l.index.scan(query, k, keys)?,
                 Some(keys) => l.index.filtered_search(query, k, |key| keys.contains(&key))?,
             }
         };
@@ -473,26 +475,32 @@ impl VectorStore for SqliteStore {
 }
 
 /// Keys of a space's vectors whose segment's `column` is one of `values`.
-fn keys_where<'a>(
-    c: &Connection,
-    scope: &str,
-    space: Space,
-    column: &str,
-    values: impl Iterator<Item = &'a str>,
-) -> Result<HashSet<u64>> {
-    let sql = format!(
-        "SELECT v.vector_id FROM vectors v JOIN segments s ON s.segment_id = v.segment_id
-         WHERE v.scope = ?1 AND v.space = ?2 AND {column} = ?3"
-    );
-    let mut stmt = c.prepare_cached(&sql).db()?;
+fn segment_keys(c: &Connection, scope: &str, space: Space, ids: &HashSet<SegmentId>) -> Result<HashSet<u64>> {
+    let mut stmt =
+        c.prepare_cached("SELECT vector_id FROM vectors WHERE segment_id = ?1 AND scope = ?2 AND space = ?3").db()?;
     let mut out = HashSet::new();
-    for value in values {
-        let rows = stmt.query_map(params![scope, space.as_str(), value], |r| r.get::<_, i64>(0)).db()?;
+    for id in ids {
+        let rows = stmt.query_map(params![id.as_str(), scope, space.as_str()], |r| r.get::<_, i64>(0)).db()?;
         for k in rows {
             out.insert(k.db()? as u64);
         }
     }
     Ok(out)
+}
+
+/// Keys of the vectors whose segment has a result that passes `filter`, in one query.
+fn result_keys(c: &Connection, scope: &str, space: Space, filter: &ResultFilter<'_>) -> Result<HashSet<u64>> {
+    let mut q = Query::default();
+    q.push("SELECT v.vector_id FROM vectors v WHERE v.scope = ")
+        .bind(scope.to_string())
+        .push(" AND v.space = ")
+        .bind(space.as_str().to_string())
+        .push(" AND v.segment_id IN (SELECT r.segment_id FROM run_results r WHERE 1");
+    render(filter, &mut q);
+    q.push(")");
+    let mut stmt = c.prepare(&q.text).db()?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(q.params.iter()), |r| r.get::<_, i64>(0)).db()?;
+    rows.map(|k| k.map(|k| k as u64)).collect::<rusqlite::Result<_>>().db()
 }
 
 /// Catalog rows behind ANN keys, in the order of `keys` (keys deleted meanwhile are skipped).
