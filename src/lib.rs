@@ -34,7 +34,7 @@ mod types;
 
 pub use engine::{
     Batch, Embeddings, Engine, EngineOptions, Events, Indexes, IngestResult, Jobs, PromptRuns, Prompts, Search,
-    SegmentEmbedding, SegmentQuery, StatusSnapshot, Submission, TextEmbedding, TextEmbeddings, Transcript,
+    SegmentEmbedding, SegmentQuery, SqlSearch, StatusSnapshot, Submission, TextEmbedding, TextEmbeddings, Transcript,
     VideoEmbeddings, Videos,
 };
 pub use error::{Error, ErrorKind, Result};
@@ -45,12 +45,15 @@ pub use ml::{ModelChoice, DEFAULT_ASR_MODEL, DEFAULT_TEXT_MODEL, DEFAULT_VISUAL_
 pub use pipeline::{IngestOptions, OutputConfig};
 pub use search::{
     Aggregation, FilterHit, FilterResponse, FilterSearch, ImageInput, ImageSearch, Modality, ModalityMatch,
-    MultiRunSearch, MultimodalSearch, ScoreKind, SearchHit, SearchResponse, TextSearch, DEFAULT_PAGE_SIZE,
-    DEFAULT_TOP_K, MAX_MULTI_RUN_TOP_K, MAX_QUERY_CHARS, MAX_TOP_K, RRF_K,
+    MultiRunSearch, MultimodalSearch, ScoreKind, SearchHit, SearchResponse, SqlGenerate, SqlQuery, TextSearch,
+    DEFAULT_PAGE_SIZE, DEFAULT_TOP_K, MAX_MULTI_RUN_TOP_K, MAX_QUERY_CHARS, MAX_TOP_K, RRF_K,
 };
 pub use segment::{AudioSegmentation, PauseConfig, SegmentationConfig, ShotConfig, SmartConfig, VideoSegmentation};
 pub use store::AnnConfig;
 pub use types::filter::{Condition, FieldType, MatchedFieldInstance, MAX_CONDITIONS};
+pub use types::sql::{
+    SqlCatalog, SqlColumn, SqlDraft, SqlLimits, SqlResult, SqlTable, DEFAULT_SQL_ROWS, MAX_SQL_ROWS, SQL_TIME_LIMIT_MS,
+};
 pub use types::{
     AudioInfo, Event, EventType, FailedSegment, Index, Job, JobKind, JobProgress, JobStage, JobStatus, LlmCall, Media,
     MediaInfo, MediaType, ModelRef, NewPrompt, Page, PageRequest, Phrase, Prompt, PromptRun, PromptUpdate, PromptUsage,

@@ -19,7 +19,7 @@ pub use embeddings::{Embeddings, SegmentEmbedding, TextEmbedding, TextEmbeddings
 pub use indexes::Indexes;
 pub use jobs::{Events, Jobs};
 pub use prompts::{PromptRuns, Prompts};
-pub use search::Search;
+pub use search::{Search, SqlSearch};
 pub use videos::{Batch, IngestResult, SegmentQuery, StatusSnapshot, Submission, Transcript, Videos};
 
 use crate::error::{Error, Result};

@@ -4,8 +4,10 @@ use super::Engine;
 use crate::error::Result;
 use crate::search::query::Searcher;
 use crate::search::{
-    FilterResponse, FilterSearch, ImageSearch, MultiRunSearch, MultimodalSearch, SearchResponse, TextSearch,
+    FilterResponse, FilterSearch, ImageSearch, MultiRunSearch, MultimodalSearch, SearchResponse, SqlGenerate, SqlQuery,
+    TextSearch,
 };
+use crate::types::sql::{SqlCatalog, SqlDraft, SqlResult};
 use crate::types::Scope;
 
 /// `client.search`: text, keyword, image, multimodal, filter and multi-run search over an index
@@ -61,5 +63,37 @@ impl<'a> Search<'a> {
     /// `weighted` by run recency).
     pub fn multi_run(&self, req: &MultiRunSearch) -> Result<SearchResponse> {
         self.searcher().multi_run(req)
+    }
+
+    /// SQL search: the catalog of tables, read-only queries, and drafts written by the local
+    /// language model.
+    pub fn sql(&self) -> SqlSearch<'a> {
+        SqlSearch { search: Search { engine: self.engine } }
+    }
+}
+
+/// `client.search.sql`: read-only, bounded SQL (SQLite's dialect) over views of an index (or the
+/// playground) and its runs' results.
+pub struct SqlSearch<'a> {
+    search: Search<'a>,
+}
+
+impl SqlSearch<'_> {
+    /// The tables a query may read (one per run, with a column per schema field), the default
+    /// query and the limits. `run_ids` empty: every run over media in scope.
+    pub fn catalog(&self, index: Option<&str>, run_ids: &[String], index_ids: &[String]) -> Result<SqlCatalog> {
+        self.search.searcher().sql_catalog(&self.search.scope(index)?, run_ids, index_ids)
+    }
+
+    /// Run one SELECT. Anything else (writes, ATTACH, PRAGMA, other tables), a query past the
+    /// time limit or a result past the size limit is [`crate::Error::QueryRefused`] (400).
+    pub fn execute(&self, index: Option<&str>, req: &SqlQuery) -> Result<SqlResult> {
+        self.search.searcher().sql_execute(&self.search.scope(index)?, req)
+    }
+
+    /// A draft query for an instruction, written by the local language model under a grammar of
+    /// single SELECTs over the catalog's tables, and checked by preparing it.
+    pub fn generate(&self, index: Option<&str>, req: &SqlGenerate) -> Result<SqlDraft> {
+        self.search.searcher().sql_generate(&self.search.scope(index)?, req)
     }
 }

@@ -22,8 +22,10 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) mod filter;
 pub(crate) mod query;
+pub(crate) mod sql;
 
 pub use filter::{FilterHit, FilterResponse, FilterSearch, DEFAULT_PAGE_SIZE};
+pub use sql::{SqlGenerate, SqlQuery};
 
 use crate::error::{Error, Result};
 use crate::ids::{RunId, SegmentId, VideoId};

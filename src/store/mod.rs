@@ -21,6 +21,7 @@ pub(crate) use sqlite::SqliteStore;
 use crate::error::Result;
 use crate::ids::{IndexId, JobId, RetryId, RunId, SegmentId, VideoId};
 use crate::types::filter::Filter;
+use crate::types::sql::{SqlCatalog, SqlResult};
 use crate::types::{
     Event, FailedSegment, Index, Job, JobProgress, JobRequest, JobStatus, LlmCall, Media, MediaInfo, ModelRef,
     NewEvent, NewPrompt, Page, PageRequest, Phrase, Prompt, PromptRun, PromptUpdate, PromptUsage, RunStatus, Scope,
@@ -359,6 +360,25 @@ pub(crate) trait PromptStore: Send + Sync {
     fn set_retry_status(&self, retry_id: &RetryId, status: &str, error: Option<&str>) -> Result<()>;
 }
 
+/// What a SQL search covers: media of these scopes, and these runs' results.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SqlScope<'a> {
+    pub scopes: &'a [Scope],
+    pub runs: &'a [PromptRun],
+}
+
+/// SQL search over views of one scope, in the backend's own dialect. Strictly read-only and
+/// bounded: whatever the query, nothing is written and nothing outside the scope is read; each
+/// refusal is [`crate::Error::QueryRefused`] and says what was refused.
+pub(crate) trait SqlStore: Send + Sync {
+    /// The tables a query may read, the default query and the limits.
+    fn sql_catalog(&self, scope: &SqlScope<'_>) -> Result<SqlCatalog>;
+    /// Prepare a query without running it (to check a draft).
+    fn sql_check(&self, scope: &SqlScope<'_>, query: &str) -> Result<()>;
+    /// Run a query, returning at most `limit` rows.
+    fn sql_execute(&self, scope: &SqlScope<'_>, query: &str, limit: usize) -> Result<SqlResult>;
+}
+
 #[derive(Clone)]
 pub(crate) struct Stores {
     pub catalog: Arc<dyn CatalogWrite>,
@@ -366,6 +386,7 @@ pub(crate) struct Stores {
     pub jobs: Arc<dyn JobStore>,
     pub events: Arc<dyn EventLog>,
     pub prompts: Arc<dyn PromptStore>,
+    pub sql: Arc<dyn SqlStore>,
     pub blobs: Arc<dyn BlobStore>,
 }
 
@@ -379,7 +400,8 @@ impl Stores {
             vectors: store.clone(),
             jobs: store.clone(),
             events: store.clone(),
-            prompts: store,
+            prompts: store.clone(),
+            sql: store,
             blobs,
         })
     }

@@ -11,6 +11,7 @@ mod media;
 mod page;
 mod prompt;
 mod segment;
+pub mod sql;
 mod vector;
 
 pub use event::{Event, EventType, NewEvent};

@@ -122,3 +122,35 @@ fn errors_go_to_stderr_name_the_input_and_exit_non_zero() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("video not found: vid_nothere"));
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn filter_and_sql_commands_read_run_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let options = videovector::EngineOptions::new()
+            .visual_model(videovector::ModelChoice::Off)
+            .asr_model(videovector::ModelChoice::Off)
+            .workers(0);
+        let engine = videovector::Engine::open_with(&data, options).unwrap();
+        crate::filter::seeded(&engine, &videovector::internals::unit_vectors(6, 384, 1), &crate::filter::docs());
+    }
+    let out = vv(&data, &["search", "filter", "--condition", "scene.people[].emotion equals happy:string", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = &json_lines(&out)[0];
+    assert_eq!(page["results"].as_array().unwrap().len(), 2);
+    assert_eq!(page["results"][0]["matched_field_instances"][0]["field_instance_key"], "scene.people[0]");
+
+    let out = vv(&data, &["sql", "execute", "SELECT count(*) AS n FROM results WHERE succeeded", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result = &json_lines(&out)[0];
+    assert_eq!((result["columns"][0].as_str(), result["rows"][0][0].as_i64()), (Some("n"), Some(6)));
+
+    let out = vv(&data, &["sql", "execute", "DELETE FROM main.media"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DELETE from \"media\" is not allowed"), "{err}");
+    let out = vv(&data, &["search", "filter", "--condition", "nope is_empty :string"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("conditions[0] (nope)"));
+}

@@ -12,7 +12,7 @@ use videovector::{
     Space, TextSearch,
 };
 
-fn schema() -> Value {
+pub fn schema() -> Value {
     json!({"type": "object", "properties": {
         "headline": {"type": "string"},
         "score": {"type": "number"},
@@ -25,7 +25,7 @@ fn schema() -> Value {
                 "name": {"type": "string"}, "emotion": {"type": "string"}, "age": {"type": "integer"}}}}}}}})
 }
 
-fn docs() -> Vec<Value> {
+pub fn docs() -> Vec<Value> {
     let person = |name: &str, emotion: &str, age: u32| json!({"name": name, "emotion": emotion, "age": age});
     vec![
         json!({"headline": "Reporter at Station Entrance", "score": 0.9, "count": 3, "live": true, "tags": ["news", "transport"],
@@ -44,7 +44,7 @@ fn docs() -> Vec<Value> {
 }
 
 /// An engine without workers (seeded runs must not be run), with the sentence encoder only.
-fn engine() -> (tempfile::TempDir, Engine) {
+pub fn engine() -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().unwrap();
     let options = EngineOptions::new().visual_model(ModelChoice::Off).asr_model(ModelChoice::Off).workers(0);
     let engine = Engine::open_with(dir.path().join("data"), options).unwrap();
@@ -52,7 +52,7 @@ fn engine() -> (tempfile::TempDir, Engine) {
 }
 
 /// `n` playground segments with transcript vectors, and a run whose results are `docs` (cycled).
-fn seeded(engine: &Engine, vectors: &[Vec<f32>], docs: &[Value]) -> (Vec<SegmentId>, String) {
+pub fn seeded(engine: &Engine, vectors: &[Vec<f32>], docs: &[Value]) -> (Vec<SegmentId>, String) {
     let model = text_model_ref(engine).unwrap().expect("run `bash scripts/fetch_models.sh`");
     let segments = seed_playground(engine, vectors, 500, &model, Space::Transcript).unwrap();
     let docs: Vec<Value> = (0..segments.len()).map(|i| docs[i % docs.len()].clone()).collect();

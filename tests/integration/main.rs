@@ -14,5 +14,6 @@ mod ingest;
 mod jobs;
 mod prompts;
 mod search;
+mod sql;
 mod transcripts;
 mod whisper;

@@ -1,6 +1,7 @@
 //! The `videovector` command line: argument parsing and printing only; the work is in the library.
 
 mod prompts;
+mod search;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -58,9 +59,12 @@ enum Command {
     /// List, show, check and delete media.
     #[command(subcommand)]
     Media(MediaCommand),
-    /// Search segments by text, image or both.
+    /// Search segments by text, image or both, or run results by their metadata.
     #[command(subcommand)]
     Search(SearchCommand),
+    /// Read-only SQL over an index's media, segments and run results.
+    #[command(subcommand)]
+    Sql(search::SqlCommand),
     /// Embed keyframes that have no vector yet (after adding a visual model), or all of them again.
     Embed {
         /// Only this index (id or name); default: every index and the playground.
@@ -145,6 +149,9 @@ struct SearchScope {
     /// Only segments of these prompt runs.
     #[arg(long = "run-id")]
     run_ids: Vec<String>,
+    /// Only segments whose run result passes `FIELD OPERATOR [VALUE]:TYPE` (repeatable, AND).
+    #[arg(long = "condition", value_parser = search::parse_condition)]
+    conditions: Vec<videovector::Condition>,
 }
 
 #[derive(Subcommand)]
@@ -167,6 +174,10 @@ enum SearchCommand {
         #[command(flatten)]
         scope: SearchScope,
     },
+    /// Run results whose extracted metadata passes every condition.
+    Filter(search::FilterArgs),
+    /// A text search over the segments of several runs, combined.
+    MultiRun(search::MultiRunArgs),
     /// Keyframes scored by text_weight * cos(text) + image_weight * cos(image).
     Multimodal {
         #[arg(long)]
@@ -405,6 +416,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Jobs(cmd) => return jobs_cmd(&engine, cmd, json),
         Command::Prompt(cmd) => return prompts::prompt_cmd(&engine, cmd),
+        Command::Sql(cmd) => return search::sql_cmd(&engine, cmd, json).map(|()| ExitCode::SUCCESS),
         Command::Run(cmd) => return prompts::run_cmd(&engine, cmd, json),
         Command::Events { since, follow } => return events_cmd(&engine, since, follow),
         Command::Segments(args) => {
@@ -507,23 +519,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
         },
         Command::Search(cmd) => {
             let response = match cmd {
+                SearchCommand::Filter(args) => {
+                    return search::filter_cmd(&engine, args, json).map(|()| ExitCode::SUCCESS)
+                }
+                SearchCommand::MultiRun(args) => {
+                    return search::multi_run_cmd(&engine, args, json).map(|()| ExitCode::SUCCESS)
+                }
                 SearchCommand::Text { query, scope } => {
-                    let mut req = TextSearch::new(query).run_ids(scope.run_ids);
+                    let mut req = TextSearch::new(query).run_ids(scope.run_ids).conditions(scope.conditions);
                     req.top_k = scope.top_k;
                     engine.search().text(scope.index.as_deref(), &req)?
                 }
                 SearchCommand::Keyword { query, scope } => {
-                    let mut req = TextSearch::new(query).run_ids(scope.run_ids);
+                    let mut req = TextSearch::new(query).run_ids(scope.run_ids).conditions(scope.conditions);
                     req.top_k = scope.top_k;
                     engine.search().keyword(scope.index.as_deref(), &req)?
                 }
                 SearchCommand::Image { path, scope } => {
-                    let mut req = ImageSearch::new(ImageInput::Path(path)).run_ids(scope.run_ids);
+                    let mut req =
+                        ImageSearch::new(ImageInput::Path(path)).run_ids(scope.run_ids).conditions(scope.conditions);
                     req.top_k = scope.top_k;
                     engine.search().image(scope.index.as_deref(), &req)?
                 }
                 SearchCommand::Multimodal { text, image, text_weight, image_weight, scope } => {
-                    let mut req = MultimodalSearch::new().run_ids(scope.run_ids);
+                    let mut req = MultimodalSearch::new().run_ids(scope.run_ids).conditions(scope.conditions);
                     req.text_query = text;
                     req.image_data = image.map(ImageInput::Path);
                     req.text_weight = text_weight;

@@ -376,13 +376,26 @@ impl LanguageModel {
         stop: &dyn Fn() -> bool,
     ) -> Result<Generation> {
         let prompt = self.vocab.encode(&self.render(messages))?;
-        self.generate_tokens(&prompt, schema, max_tokens, stop)
+        let grammar = schema.map(|s| TopLevelGrammar::from_json_schema(compact(s)));
+        self.generate_tokens(&prompt, grammar, max_tokens, stop)
+    }
+
+    /// Reply to `messages`, greedily, constrained to a Lark grammar (llguidance's dialect).
+    pub fn generate_with_grammar(
+        &mut self,
+        messages: &[Message],
+        lark: &str,
+        max_tokens: usize,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Generation> {
+        let prompt = self.vocab.encode(&self.render(messages))?;
+        self.generate_tokens(&prompt, Some(TopLevelGrammar::from_lark(lark.to_string())), max_tokens, stop)
     }
 
     fn generate_tokens(
         &mut self,
         prompt: &[u32],
-        schema: Option<&Value>,
+        grammar: Option<TopLevelGrammar>,
         max_tokens: usize,
         stop: &dyn Fn() -> bool,
     ) -> Result<Generation> {
@@ -396,12 +409,11 @@ impl LanguageModel {
                 ),
             ));
         }
-        let mut matcher = match schema {
-            Some(s) => {
-                let parser = self.factory.create_parser(TopLevelGrammar::from_json_schema(compact(s)));
-                let m = Matcher::new(parser);
+        let mut matcher = match grammar {
+            Some(g) => {
+                let m = Matcher::new(self.factory.create_parser(g));
                 if let Some(e) = m.get_error() {
-                    return Err(Error::invalid("json_schema", format!("the schema cannot drive decoding: {e}")));
+                    return Err(Error::invalid("json_schema", format!("the grammar cannot drive decoding: {e}")));
                 }
                 Some(m)
             }
@@ -487,7 +499,8 @@ impl LanguageModel {
     pub fn measure(&mut self, prompt: &str, schema: Option<&Value>, max_tokens: usize) -> Result<Generation> {
         let tokens = self.vocab.encode(prompt)?;
         self.cached.clear();
-        self.generate_tokens(&tokens, schema, max_tokens, &|| false)
+        let grammar = schema.map(|s| TopLevelGrammar::from_json_schema(compact(s)));
+        self.generate_tokens(&tokens, grammar, max_tokens, &|| false)
     }
 }
 

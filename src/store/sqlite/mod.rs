@@ -10,6 +10,7 @@ mod catalog;
 mod filter;
 mod jobs;
 mod prompts;
+mod sql;
 pub(crate) mod vectors;
 
 use std::path::{Path, PathBuf};
