@@ -41,6 +41,15 @@ echo
 echo 'search text "lighthouse on the coast" (transcripts and extracted metadata):'
 vv search text "lighthouse on the coast" --index fixtures --top-k 3
 echo
+echo "filter search: segments the run called calm (segment, video, span, run, matched field):"
+vv search filter --condition 'mood equals calm:string' --index fixtures --run-id "$run_id" --page-size 5
+echo
+echo 'search text "a quiet conversation" among the calm segments only:'
+vv search text "a quiet conversation" --index fixtures --condition 'mood equals calm:string' --top-k 3
+echo
+echo "sql: moods per setting in the run's table"
+vv sql execute "SELECT setting, mood, count(*) AS segments FROM $run_id GROUP BY 1, 2 ORDER BY 3 DESC" --index fixtures
+echo
 echo "jobs (one per ingested file and one per run; job_id, kind, status, stage, video_id):"
 vv jobs list
 echo

@@ -11,8 +11,9 @@ use super::query::Searcher;
 use crate::error::{Error, Result};
 use crate::ids::{PromptId, RunId, SegmentId, VideoId};
 use crate::store::ResultFilter;
+use crate::store::RunOutline;
 use crate::types::filter::{schema_fields, Condition, FieldType, Filter, MatchedFieldInstance};
-use crate::types::{PageRequest, PromptRun, Scope};
+use crate::types::{PageRequest, Scope};
 
 /// `page_size` when none is given.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -107,8 +108,8 @@ impl Restriction {
 }
 
 /// Check that every condition names a field some run declares, with a type that fits it.
-fn check_fields(filter: &Filter, conditions: &[Condition], runs: &[PromptRun]) -> Result<()> {
-    let fields: Vec<(String, FieldType)> = runs.iter().flat_map(|r| schema_fields(&r.prompt.json_schema)).collect();
+fn check_fields(filter: &Filter, conditions: &[Condition], runs: &[RunOutline]) -> Result<()> {
+    let fields: Vec<(String, FieldType)> = runs.iter().flat_map(|r| schema_fields(&r.json_schema)).collect();
     for (i, c) in filter.conditions.iter().enumerate() {
         let found: Vec<FieldType> = fields.iter().filter(|(p, _)| *p == c.field).map(|(_, t)| *t).collect();
         let bad =
@@ -152,10 +153,10 @@ impl Searcher<'_> {
     /// or every run over media in `scopes`).
     pub fn restriction(&self, scopes: Vec<Scope>, run_ids: &[String], conditions: &[Condition]) -> Result<Restriction> {
         let filter = Filter::check(conditions)?;
-        let runs: Vec<PromptRun> = if run_ids.is_empty() {
+        let runs: Vec<RunOutline> = if run_ids.is_empty() {
             self.stores.prompts.runs_in_scopes(&scopes)?
         } else {
-            run_ids.iter().map(|id| self.stores.prompts.run(id)).collect::<Result<_>>()?
+            run_ids.iter().map(|id| self.stores.prompts.run_outline(id)).collect::<Result<_>>()?
         };
         check_fields(&filter, conditions, &runs)?;
         let run_ids = runs.into_iter().map(|r| r.run_id.to_string()).collect();
@@ -213,7 +214,7 @@ impl Searcher<'_> {
         }
         let mut out = HashSet::new();
         for id in run_ids {
-            self.stores.prompts.run(id)?;
+            self.stores.prompts.run_outline(id)?;
             out.extend(self.stores.prompts.run_segment_ids(id)?);
         }
         Ok(Some(out))

@@ -12,9 +12,10 @@ use super::{
 use crate::error::{Error, Result};
 use crate::ids::SegmentId;
 use crate::ml::{Models, Role};
+use crate::store::RunOutline;
 use crate::store::{all_segments, Candidates, Stores};
 use crate::types::filter::Condition;
-use crate::types::{ModelRef, PromptRun, Scope, Segment, Space};
+use crate::types::{ModelRef, Scope, Segment, Space};
 
 /// What a search reads: the stores and the query encoders.
 pub(crate) struct Searcher<'a> {
@@ -239,13 +240,13 @@ impl Searcher<'_> {
         if !(1..=MAX_MULTI_RUN_TOP_K).contains(&k) {
             return Err(Error::invalid("top_k", format!("must be 1 to {MAX_MULTI_RUN_TOP_K} (per run), got {k}")));
         }
-        let mut runs: Vec<PromptRun> = if req.run_ids.is_empty() {
+        let mut runs: Vec<RunOutline> = if req.run_ids.is_empty() {
             let index =
                 req.index_id.as_deref().ok_or_else(|| Error::invalid("run_ids", "give run_ids, index_id or both"))?;
             let scope = Scope::Index(self.stores.catalog.index(index)?.index_id);
             self.stores.prompts.runs_in_scopes(&[scope])?
         } else {
-            req.run_ids.iter().map(|id| self.stores.prompts.run(id)).collect::<Result<_>>()?
+            req.run_ids.iter().map(|id| self.stores.prompts.run_outline(id)).collect::<Result<_>>()?
         };
         runs.sort_by(|a, b| b.created_at.cmp(&a.created_at));
         let aggregation = req.aggregation.unwrap_or_default();
@@ -279,7 +280,7 @@ impl Searcher<'_> {
     }
 
     /// The scope of a run's media (`None` when the run covers no media any more).
-    fn run_scope(&self, run: &PromptRun) -> Result<Option<Scope>> {
+    fn run_scope(&self, run: &RunOutline) -> Result<Option<Scope>> {
         if let Some(index) = &run.index_id {
             return Ok(Some(Scope::Index(index.clone())));
         }

@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 use super::query::Searcher;
 use crate::error::{Error, Result};
 use crate::ml::llm::{Finish, Message};
+use crate::store::RunOutline;
 use crate::store::SqlScope;
 use crate::types::sql::{SqlCatalog, SqlDraft, SqlResult, DEFAULT_SQL_ROWS, MAX_SQL_ROWS};
-use crate::types::{PromptRun, Scope};
+use crate::types::Scope;
 
 /// `POST /search/sql/{index_id}`: `SqlQuery::new("SELECT ...").result_limit(50)`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -79,7 +80,7 @@ impl SqlGenerate {
 /// The scopes and runs of a SQL request.
 pub(crate) struct Resolved {
     scopes: Vec<Scope>,
-    runs: Vec<PromptRun>,
+    runs: Vec<RunOutline>,
 }
 
 impl Resolved {
@@ -133,7 +134,7 @@ impl Searcher<'_> {
         let runs = if run_ids.is_empty() {
             self.stores.prompts.runs_in_scopes(&scopes)?
         } else {
-            run_ids.iter().map(|id| self.stores.prompts.run(id)).collect::<Result<_>>()?
+            run_ids.iter().map(|id| self.stores.prompts.run_outline(id)).collect::<Result<_>>()?
         };
         Ok(Resolved { scopes, runs })
     }

@@ -346,7 +346,9 @@ pub(crate) trait PromptStore: Send + Sync {
     fn video_result(&self, run_id: &str, video_id: &str) -> Result<Option<VideoResult>>;
     fn failed_segments(&self, run_id: &str) -> Result<Vec<FailedSegment>>;
     /// Runs that cover media of these scopes, newest first.
-    fn runs_in_scopes(&self, scopes: &[Scope]) -> Result<Vec<PromptRun>>;
+    fn runs_in_scopes(&self, scopes: &[Scope]) -> Result<Vec<RunOutline>>;
+    /// A run's identity and schema, without the counts [`PromptStore::run`] derives (cheap).
+    fn run_outline(&self, run_id: &str) -> Result<RunOutline>;
     /// Results that pass a filter, in the order they were stored; the cursor is opaque.
     fn filter_results(&self, filter: &ResultFilter<'_>, page: &PageRequest) -> Result<Page<SegmentResult>>;
     /// The segments a run touched: those with a result, and those it made of its own.
@@ -360,11 +362,22 @@ pub(crate) trait PromptStore: Send + Sync {
     fn set_retry_status(&self, retry_id: &RetryId, status: &str, error: Option<&str>) -> Result<()>;
 }
 
+/// What searches over results need of a run: its identity and its prompt's schema.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RunOutline {
+    pub run_id: RunId,
+    pub prompt_id: crate::ids::PromptId,
+    pub prompt_name: String,
+    pub index_id: Option<IndexId>,
+    pub created_at: String,
+    pub json_schema: serde_json::Value,
+}
+
 /// What a SQL search covers: media of these scopes, and these runs' results.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SqlScope<'a> {
     pub scopes: &'a [Scope],
-    pub runs: &'a [PromptRun],
+    pub runs: &'a [RunOutline],
 }
 
 /// SQL search over views of one scope, in the backend's own dialect. Strictly read-only and

@@ -302,19 +302,25 @@ fn any_condition() -> impl Strategy<Value = Condition> {
     prop_oneof![strings, empties, numbers, booleans, arrays]
 }
 
-/// The SQL the store runs gives exactly the results of the reference evaluation in Rust.
+/// The SQL the store runs gives exactly the results of the reference evaluation in Rust, for a
+/// filter search and for the candidates of a filtered vector search.
 #[test]
 fn filter_sql_agrees_with_the_reference_evaluation() {
     let (_dir, engine) = engine();
     let docs = random_docs(240, 11);
     let (segments, _) = seeded(&engine, &unit_vectors(240, 384, 4), &docs);
-    let mut runner =
-        proptest::test_runner::TestRunner::new(ProptestConfig { cases: 1500, ..ProptestConfig::default() });
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 600, ..ProptestConfig::default() });
     runner
         .run(&prop::collection::vec(any_condition(), 1..=3), |conditions| {
             let filter = Filter::check(&conditions).unwrap();
             let want: Vec<usize> = (0..docs.len()).filter(|i| filter.matches(&docs[*i]).is_some()).collect();
-            prop_assert_eq!(positions(&engine, &segments, conditions), want);
+            prop_assert_eq!(positions(&engine, &segments, conditions.clone()), want.clone());
+            // The candidate set of a filtered vector search is the same set.
+            let hits = engine.search().text(None, &TextSearch::new("any").top_k(1000).conditions(conditions)).unwrap();
+            let mut found: Vec<usize> =
+                hits.results.iter().map(|h| segments.iter().position(|s| *s == h.segment_id).unwrap()).collect();
+            found.sort_unstable();
+            prop_assert_eq!(found, want);
             Ok(())
         })
         .unwrap();

@@ -400,12 +400,17 @@ impl Db {
 pub(crate) struct SqliteStore {
     db: Db,
     ann: vectors::AnnCache,
+    result_vectors: vectors::ResultVectorCache,
 }
 
 impl SqliteStore {
     /// Open (creating) the catalog at `path`, with ANN files under `ann_dir`.
     pub fn open(path: &Path, ann_dir: &Path, config: AnnConfig) -> Result<Self> {
-        Ok(SqliteStore { db: Db::open(path)?, ann: vectors::AnnCache::new(ann_dir, config) })
+        Ok(SqliteStore {
+            db: Db::open(path)?,
+            ann: vectors::AnnCache::new(ann_dir, config),
+            result_vectors: Default::default(),
+        })
     }
 }
 

@@ -7,11 +7,11 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::filter::{render, Query};
+use super::filter::{plan, render, Query, DRIVE_BELOW};
 use super::{append_event, now_rfc3339, page_bounds, paginate, Sql, SqliteStore};
 use crate::error::{Error, Result};
 use crate::ids::{PromptId, RetryId, RunId, SegmentId, VideoId};
-use crate::store::{NewRun, PromptStore, ResultFilter, Throughput};
+use crate::store::{NewRun, PromptStore, ResultFilter, RunOutline, Throughput};
 use crate::types::{
     EventType, FailedSegment, JobRequest, LlmCall, NewEvent, NewPrompt, Page, PageRequest, Prompt, PromptRun,
     PromptUpdate, PromptUsage, RunStatus, Scope, SegmentResult, SegmentRetry, VideoResult,
@@ -45,6 +45,20 @@ fn event(kind: EventType, payload: serde_json::Value) -> NewEvent {
 }
 
 /// A run with its counts filled in from the results.
+fn get_outline(c: &Connection, run_id: &str) -> Result<RunOutline> {
+    let doc: Option<String> =
+        c.query_row("SELECT doc FROM prompt_runs WHERE run_id = ?1", [run_id], |r| r.get(0)).optional().db()?;
+    let run: PromptRun = from_doc("prompt run", &doc.ok_or_else(|| Error::not_found("prompt run", run_id))?)?;
+    Ok(RunOutline {
+        run_id: run.run_id,
+        prompt_id: run.prompt_id,
+        prompt_name: run.prompt_name,
+        index_id: run.index_id,
+        created_at: run.created_at,
+        json_schema: run.prompt.json_schema,
+    })
+}
+
 fn get_run(c: &Connection, run_id: &str) -> Result<PromptRun> {
     let row: Option<(String, String)> = c
         .query_row("SELECT doc, status FROM prompt_runs WHERE run_id = ?1", [run_id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -569,7 +583,11 @@ impl PromptStore for SqliteStore {
         })
     }
 
-    fn runs_in_scopes(&self, scopes: &[Scope]) -> Result<Vec<PromptRun>> {
+    fn run_outline(&self, run_id: &str) -> Result<RunOutline> {
+        self.db.read(|c| get_outline(c, run_id))
+    }
+
+    fn runs_in_scopes(&self, scopes: &[Scope]) -> Result<Vec<RunOutline>> {
         self.db.read_snapshot(|c| {
             let mut q = Query::default();
             q.push(
@@ -584,7 +602,7 @@ impl PromptStore for SqliteStore {
                 .db()?
                 .collect::<rusqlite::Result<_>>()
                 .db()?;
-            ids.iter().map(|id| get_run(c, id)).collect()
+            ids.iter().map(|id| get_outline(c, id)).collect()
         })
     }
 
@@ -593,7 +611,7 @@ impl PromptStore for SqliteStore {
         self.db.read(|c| {
             let mut q = Query::default();
             q.push("SELECT r.result_id, r.doc, r.attempts FROM run_results r WHERE r.result_id > ").bind(after);
-            render(filter, &mut q);
+            render(filter, plan(c, filter, DRIVE_BELOW)?, &mut q);
             q.push(" ORDER BY r.result_id LIMIT ").bind(limit + 1);
             let mut stmt = c.prepare(&q.text).db()?;
             let rows: Vec<(i64, String, u32)> = stmt

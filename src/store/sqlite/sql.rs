@@ -189,7 +189,7 @@ fn views(scope: &SqlScope<'_>) -> Vec<View> {
             "json_extract(doc, '$.end_time') AS end_time".into(),
         ];
         let mut seen: HashSet<String> = columns.iter().map(|c| c.name.clone()).collect();
-        for (path, t) in schema_fields(&run.prompt.json_schema) {
+        for (path, t) in schema_fields(&run.json_schema) {
             // Fields inside arrays are read through their array's column (`json_each`).
             if path.contains("[]") || path.contains('"') || !seen.insert(path.clone()) {
                 continue;
@@ -231,7 +231,7 @@ fn views(scope: &SqlScope<'_>) -> Vec<View> {
 fn default_query(scope: &SqlScope<'_>) -> String {
     match scope.runs.first() {
         Some(run) => {
-            let first = schema_fields(&run.prompt.json_schema)
+            let first = schema_fields(&run.json_schema)
                 .into_iter()
                 .find(|(p, _)| !p.contains("[]") && !p.contains('"'))
                 .map(|(p, _)| format!(", {}", ident(&p)))

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::ann::{AnnConfig, AnnIndex};
-use super::filter::{render, Query};
+use super::filter::{passing_keys, result_vectors, results_generation};
 use super::{scope_from_key, scope_key, Sql, SqliteStore};
 use crate::error::{Error, Result};
 use crate::ids::{SegmentId, VideoId};
@@ -41,6 +41,16 @@ struct Loaded {
     keys: HashSet<u64>,
     generation: i64,
 }
+
+/// `(vector key, result id)` of a (scope, space) for one set of runs and scopes, with the vector
+/// and result generations it was read at.
+pub(super) struct ResultVectors {
+    generations: (i64, i64),
+    pairs: Arc<Vec<(u64, i64)>>,
+}
+
+/// Cache of [`ResultVectors`] by (scope, space, runs, scopes of the filter).
+pub(super) type ResultVectorCache = Mutex<HashMap<(String, Space, Vec<String>, Vec<String>), ResultVectors>>;
 
 /// The open ANN indexes of one store.
 pub(super) struct AnnCache {
@@ -159,6 +169,43 @@ fn recorded_model(c: &Connection, scope: &str, space: Space) -> Result<Option<Mo
 }
 
 impl SqliteStore {
+    /// Keys of the vectors of (scope, space) whose segment has a result passing `filter`. The
+    /// pairs (vector, result) of the filter's runs are read once per generation of the space and
+    /// of the results, and kept; each filter then costs its conditions' index reads.
+    fn result_keys(
+        &self,
+        scope: &str,
+        space: Space,
+        generation: i64,
+        filter: &ResultFilter<'_>,
+    ) -> Result<HashSet<u64>> {
+        let mut scopes: Vec<String> = filter.scopes.iter().map(|s| super::scope_key(s).to_string()).collect();
+        scopes.sort();
+        let mut runs = filter.run_ids.to_vec();
+        runs.sort();
+        let key = (scope.to_string(), space, runs, scopes);
+        self.db.read_snapshot(|c| {
+            let generations = (generation, results_generation(c)?);
+            let cached = relock!(self.result_vectors.lock())
+                .get(&key)
+                .filter(|e| e.generations == generations)
+                .map(|e| e.pairs.clone());
+            let pairs = match cached {
+                Some(p) => p,
+                None => {
+                    let pairs = Arc::new(result_vectors(c, scope, space.as_str(), filter)?);
+                    let mut cache = relock!(self.result_vectors.lock());
+                    if cache.len() >= 16 {
+                        cache.clear();
+                    }
+                    cache.insert(key, ResultVectors { generations, pairs: pairs.clone() });
+                    pairs
+                }
+            };
+            passing_keys(c, &pairs, filter)
+        })
+    }
+
     /// An index up to date with generation `current` of the catalog (loading, rebuilding or
     /// catching up as needed), locked for searching.
     fn fresh_index(&self, key: &SpaceKey, dims: usize, current: i64) -> Result<Arc<RwLock<Option<Loaded>>>> {
@@ -412,7 +459,7 @@ impl VectorStore for SqliteStore {
         let allowed: Option<HashSet<u64>> = match candidates {
             Candidates::All => None,
             Candidates::Segments(ids) => Some(self.db.read(|c| segment_keys(c, sk, space, ids))?),
-            Candidates::Results(filter) => Some(self.db.read(|c| result_keys(c, sk, space, filter))?),
+            Candidates::Results(filter) => Some(self.result_keys(sk, space, generation, filter)?),
         };
         let key = (sk.to_string(), space);
         let entry = self.fresh_index(&key, model.dims, generation)?;
@@ -486,21 +533,6 @@ fn segment_keys(c: &Connection, scope: &str, space: Space, ids: &HashSet<Segment
         }
     }
     Ok(out)
-}
-
-/// Keys of the vectors whose segment has a result that passes `filter`, in one query.
-fn result_keys(c: &Connection, scope: &str, space: Space, filter: &ResultFilter<'_>) -> Result<HashSet<u64>> {
-    let mut q = Query::default();
-    q.push("SELECT v.vector_id FROM vectors v WHERE v.scope = ")
-        .bind(scope.to_string())
-        .push(" AND v.space = ")
-        .bind(space.as_str().to_string())
-        .push(" AND v.segment_id IN (SELECT r.segment_id FROM run_results r WHERE 1");
-    render(filter, &mut q);
-    q.push(")");
-    let mut stmt = c.prepare(&q.text).db()?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(q.params.iter()), |r| r.get::<_, i64>(0)).db()?;
-    rows.map(|k| k.map(|k| k as u64)).collect::<rusqlite::Result<_>>().db()
 }
 
 /// Catalog rows behind ANN keys, in the order of `keys` (keys deleted meanwhile are skipped).
