@@ -209,34 +209,9 @@ pub mod internals {
                 videos.push(s.video_id.clone());
             }
         }
-        let now = crate::store::now();
-        let run = crate::PromptRun {
-            run_id: crate::RunId::generate(),
-            prompt_id: prompt.prompt_id.clone(),
-            prompt_name: prompt.name.clone(),
-            status: crate::RunStatus::Pending,
-            request: crate::RunRequest::new(prompt.prompt_id.as_str(), crate::RunTarget::Playground),
-            prompt,
-            index_id: None,
-            model: "seeded".into(),
-            job_id: None,
-            total_videos: videos.len() as u64,
-            completed_videos: 0,
-            failed_videos: 0,
-            total_segments: 0,
-            completed_segments: 0,
-            failed_segments: 0,
-            video_level_total_items: 0,
-            video_level_completed_items: 0,
-            video_level_failed_items: 0,
-            total_video_seconds: 0.0,
-            error_message: None,
-            cancel_requested_at: None,
-            created_at: now.clone(),
-            started_at: None,
-            completed_at: None,
-            updated_at: now,
-        };
+        let request = crate::RunRequest::new(prompt.prompt_id.as_str(), crate::RunTarget::Playground);
+        let run =
+            crate::PromptRun::pending(request, prompt, None, "seeded".into(), videos.len() as u64, crate::store::now());
         let job = JobRequest { kind: JobKind::PromptRun, video_id: None, index_id: None, request_json: "{}".into() };
         let (run, _) =
             stores.prompts.create_run(&crate::store::NewRun { run: &run, videos: &videos, idempotency: None }, &job)?;

@@ -9,13 +9,13 @@ use sha2::{Digest, Sha256};
 use super::Engine;
 use crate::error::{Error, Result};
 use crate::extraction::{self, schema, RetryJob, RunJob};
-use crate::ids::{RetryId, RunId};
+use crate::ids::RetryId;
 use crate::ml::llm::{Message, DEFAULT_LANGUAGE_MODEL};
 use crate::store::NewRun;
 use crate::types::{
     AudioSegmentation, FailedSegment, JobKind, JobRequest, LlmCall, NewPrompt, Page, PageRequest, Prompt, PromptRun,
-    PromptUpdate, PromptUsage, RunEstimate, RunRequest, RunStatus, SchemaCheck, SegmentResult, SegmentRetry,
-    VideoLevel, VideoResult, VideoSegmentation,
+    PromptUpdate, PromptUsage, RunEstimate, RunRequest, SchemaCheck, SegmentResult, SegmentRetry, VideoLevel,
+    VideoResult, VideoSegmentation,
 };
 
 /// How often waiting callers read a run's state.
@@ -264,35 +264,9 @@ impl<'a> PromptRuns<'a> {
     /// idempotency key with the same request gives back the first run.
     pub fn execute(&self, req: &RunRequest, idempotency_key: Option<&str>) -> Result<PromptRun> {
         let (prompt, index_id, videos, model) = self.validate(req)?;
-        let now = crate::store::now();
-        let run_id = RunId::generate();
-        let run = PromptRun {
-            run_id: run_id.clone(),
-            prompt_id: prompt.prompt_id.clone(),
-            prompt_name: prompt.name.clone(),
-            status: RunStatus::Pending,
-            request: req.clone(),
-            prompt,
-            index_id: index_id.clone(),
-            model,
-            job_id: None,
-            total_videos: videos.len() as u64,
-            completed_videos: 0,
-            failed_videos: 0,
-            total_segments: 0,
-            completed_segments: 0,
-            failed_segments: 0,
-            video_level_total_items: 0,
-            video_level_completed_items: 0,
-            video_level_failed_items: 0,
-            total_video_seconds: 0.0,
-            error_message: None,
-            cancel_requested_at: None,
-            created_at: now.clone(),
-            started_at: None,
-            completed_at: None,
-            updated_at: now,
-        };
+        let run =
+            PromptRun::pending(req.clone(), prompt, index_id.clone(), model, videos.len() as u64, crate::store::now());
+        let run_id = run.run_id.clone();
         let job = JobRequest {
             kind: JobKind::PromptRun,
             video_id: None,

@@ -281,6 +281,47 @@ pub struct PromptRun {
     pub updated_at: String,
 }
 
+impl PromptRun {
+    /// A new run, `pending`, with the prompt copied in and nothing counted yet; `now` is its
+    /// creation time.
+    pub(crate) fn pending(
+        request: RunRequest,
+        prompt: Prompt,
+        index_id: Option<IndexId>,
+        model: String,
+        total_videos: u64,
+        now: String,
+    ) -> Self {
+        PromptRun {
+            run_id: RunId::generate(),
+            prompt_id: prompt.prompt_id.clone(),
+            prompt_name: prompt.name.clone(),
+            status: RunStatus::Pending,
+            request,
+            prompt,
+            index_id,
+            model,
+            job_id: None,
+            total_videos,
+            completed_videos: 0,
+            failed_videos: 0,
+            total_segments: 0,
+            completed_segments: 0,
+            failed_segments: 0,
+            video_level_total_items: 0,
+            video_level_completed_items: 0,
+            video_level_failed_items: 0,
+            total_video_seconds: 0.0,
+            error_message: None,
+            cancel_requested_at: None,
+            created_at: now.clone(),
+            started_at: None,
+            completed_at: None,
+            updated_at: now,
+        }
+    }
+}
+
 /// The extraction for one segment in one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]

@@ -335,7 +335,11 @@ fn normalise(v: Vec<f32>) -> Vec<f32> {
 /// small filtered set (scanned) and a large one (graph search with the filter inside).
 #[test]
 fn filtered_vector_search_is_the_exact_top_k_of_the_filtered_set() {
-    let (_dir, engine) = engine();
+    let dir = tempfile::tempdir().unwrap();
+    // Up to 4,000 candidates are scanned, more are searched in the graph: both paths are taken.
+    let ann = videovector::AnnConfig { exact_scan_max: 4000, ..Default::default() };
+    let options = EngineOptions::new().visual_model(ModelChoice::Off).asr_model(ModelChoice::Off).workers(0).ann(ann);
+    let engine = Engine::open_with(dir.path().join("data"), options).unwrap();
     let query = "a reporter outside the station";
     let q = engine.embeddings().text(query, Space::Transcript).unwrap().data.remove(0).embedding;
     let n = 12_000;

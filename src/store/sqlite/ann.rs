@@ -20,11 +20,16 @@ pub struct AnnConfig {
     pub expansion_add: usize,
     /// Beam width while searching (`ef`). Default 128.
     pub expansion_search: usize,
+    /// A filtered search with at most this many candidates scans their vectors exactly (about
+    /// 0.5 us each) instead of walking the graph with the filter, which misses some of the true
+    /// nearest when few nodes pass (recall well below 1 on 100,000 vectors with 13% passing).
+    /// Default 32,768.
+    pub exact_scan_max: usize,
 }
 
 impl Default for AnnConfig {
     fn default() -> Self {
-        AnnConfig { connectivity: 16, expansion_add: 128, expansion_search: 128 }
+        AnnConfig { connectivity: 16, expansion_add: 128, expansion_search: 128, exact_scan_max: 32_768 }
     }
 }
 

@@ -25,10 +25,6 @@ use crate::types::{ModelRef, Scope, Space};
 
 type SpaceKey = (String, Space);
 
-/// Candidate sets up to this size are searched exactly (a scan of their vectors) rather than by
-/// a filtered graph search, which walks past filtered-out nodes and may miss some of a small set.
-const EXACT_SCAN_MAX: usize = 8192;
-
 thread_local! {
     /// Full builds of an ANN index from the catalog's rows made by this thread (what deletes and
     /// writes by other processes must not cause). Per thread, so that a test can count its own.
@@ -468,7 +464,7 @@ impl VectorStore for SqliteStore {
             let Some(l) = slot.as_ref() else { return Ok(Vec::new()) };
             match &allowed {
                 None => l.index.search(query, k)?,
-                Some(keys) if keys.len() <= EXACT_SCAN_MAX => l.index.scan(query, k, keys)?,
+                Some(keys) if keys.len() <= self.ann.config.exact_scan_max => l.index.scan(query, k, keys)?,
                 Some(keys) => l.index.filtered_search(query, k, |key| keys.contains(&key))?,
             }
         };
