@@ -167,7 +167,12 @@ impl Searcher<'_> {
     pub fn filter(&self, scope: &Scope, req: &FilterSearch) -> Result<crate::search::FilterResponse> {
         let scopes = self.scopes(scope, &req.index_ids)?;
         let r = self.restriction(scopes, &req.run_ids, &req.conditions)?;
-        let page = PageRequest { limit: Some(req.page_size.unwrap_or(DEFAULT_PAGE_SIZE)), cursor: req.cursor.clone() };
+        let size = req.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+        if !(1..=crate::types::MAX_PAGE_LIMIT).contains(&size) {
+            let max = crate::types::MAX_PAGE_LIMIT;
+            return Err(Error::invalid("page_size", format!("must be 1 to {max}, got {size}")));
+        }
+        let page = PageRequest { limit: Some(size), cursor: req.cursor.clone() };
         let found = self.stores.prompts.filter_results(&r.as_filter(), &page)?;
         let mut results = Vec::with_capacity(found.data.len());
         for res in found.data {

@@ -180,6 +180,8 @@ fn pages_follow_the_cursor_without_repeats() {
     assert!(seen.iter().all(|s| [0, 3, 5].contains(&(segments.iter().position(|x| x == s).unwrap() % 6))));
     let bad = engine.search().filter(None, &FilterSearch::new(news()).cursor("garbage")).unwrap_err();
     assert_eq!(bad.kind(), ErrorKind::BadRequest, "{bad}");
+    let bad = engine.search().filter(None, &FilterSearch::new(news()).page_size(0)).unwrap_err();
+    assert!(bad.to_string().contains("page_size"), "{bad}");
 }
 
 #[test]
