@@ -149,15 +149,20 @@ impl Searcher<'_> {
         Ok(out)
     }
 
-    /// Check `conditions` and resolve which runs they read (`run_ids`, each of which must exist,
-    /// or every run over media in `scopes`).
+    /// The runs a request reads: `run_ids` (each of which must exist), or every run over media
+    /// in `scopes`.
+    pub fn runs(&self, scopes: &[Scope], run_ids: &[String]) -> Result<Vec<RunOutline>> {
+        if run_ids.is_empty() {
+            self.stores.prompts.runs_in_scopes(scopes)
+        } else {
+            run_ids.iter().map(|id| self.stores.prompts.run_outline(id)).collect()
+        }
+    }
+
+    /// Check `conditions` against the runs they read (see [`Searcher::runs`]).
     pub fn restriction(&self, scopes: Vec<Scope>, run_ids: &[String], conditions: &[Condition]) -> Result<Restriction> {
         let filter = Filter::check(conditions)?;
-        let runs: Vec<RunOutline> = if run_ids.is_empty() {
-            self.stores.prompts.runs_in_scopes(&scopes)?
-        } else {
-            run_ids.iter().map(|id| self.stores.prompts.run_outline(id)).collect::<Result<_>>()?
-        };
+        let runs = self.runs(&scopes, run_ids)?;
         check_fields(&filter, conditions, &runs)?;
         let run_ids = runs.into_iter().map(|r| r.run_id.to_string()).collect();
         Ok(Restriction { scopes, run_ids, filter })

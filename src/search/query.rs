@@ -240,14 +240,12 @@ impl Searcher<'_> {
         if !(1..=MAX_MULTI_RUN_TOP_K).contains(&k) {
             return Err(Error::invalid("top_k", format!("must be 1 to {MAX_MULTI_RUN_TOP_K} (per run), got {k}")));
         }
-        let mut runs: Vec<RunOutline> = if req.run_ids.is_empty() {
-            let index =
-                req.index_id.as_deref().ok_or_else(|| Error::invalid("run_ids", "give run_ids, index_id or both"))?;
-            let scope = Scope::Index(self.stores.catalog.index(index)?.index_id);
-            self.stores.prompts.runs_in_scopes(&[scope])?
-        } else {
-            req.run_ids.iter().map(|id| self.stores.prompts.run_outline(id)).collect::<Result<_>>()?
+        let scopes = match (&req.index_id, req.run_ids.is_empty()) {
+            (Some(index), true) => vec![Scope::Index(self.stores.catalog.index(index)?.index_id)],
+            (None, true) => return Err(Error::invalid("run_ids", "give run_ids, index_id or both")),
+            (_, false) => Vec::new(),
         };
+        let mut runs = self.runs(&scopes, &req.run_ids)?;
         runs.sort_by(|a, b| b.created_at.cmp(&a.created_at));
         let aggregation = req.aggregation.unwrap_or_default();
         let mut kind = ScoreKind::Cosine;

@@ -131,11 +131,7 @@ fn grammar(catalog: &SqlCatalog) -> String {
 impl Searcher<'_> {
     fn resolve(&self, scope: &Scope, run_ids: &[String], index_ids: &[String]) -> Result<Resolved> {
         let scopes = self.scopes(scope, index_ids)?;
-        let runs = if run_ids.is_empty() {
-            self.stores.prompts.runs_in_scopes(&scopes)?
-        } else {
-            run_ids.iter().map(|id| self.stores.prompts.run_outline(id)).collect::<Result<_>>()?
-        };
+        let runs = self.runs(&scopes, run_ids)?;
         Ok(Resolved { scopes, runs })
     }
 
