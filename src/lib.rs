@@ -28,6 +28,8 @@ mod ml;
 mod pipeline;
 mod search;
 mod segment;
+#[cfg(feature = "server")]
+pub mod server;
 mod store;
 pub mod tools;
 mod types;

@@ -101,6 +101,9 @@ enum Command {
     /// Prompt runs: a prompt executed over media by the local language model.
     #[command(subcommand)]
     Run(prompts::RunCommand),
+    /// Serve the hosted platform's REST API (`/api/v2`) over this data folder, for the official
+    /// SDK and other HTTP clients. Prints the address and, on first start, an admin key.
+    Serve(ServeArgs),
     /// Detect shot boundaries in a file without ingesting it.
     Shots {
         path: PathBuf,
@@ -108,6 +111,30 @@ enum Command {
         #[arg(long)]
         stats: bool,
     },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free one. Non-loopback addresses need keys (no
+    /// --allow-anonymous).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Bootstrap admin key to store (sk_live_ + 48 lowercase hex); without it, the first start
+    /// makes one and prints it once.
+    #[arg(long, env = "VIDEOVECTOR_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
+    /// Secret of HS256 bearer tokens accepted for the /api-keys routes.
+    #[arg(long, env = "VIDEOVECTOR_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Serve requests without a key, as admin (loopback addresses only).
+    #[arg(long)]
+    allow_anonymous: bool,
+    /// Largest upload in MiB.
+    #[arg(long, default_value_t = 8192)]
+    max_upload_mib: u64,
+    /// Worker threads for ingest and prompt-run jobs.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
 }
 
 #[derive(Subcommand)]
@@ -359,11 +386,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     // Only the commands that process media run workers; the others read, or queue work for an
     // engine that runs them.
-    let workers = usize::from(match &cli.command {
-        Command::Ingest(_) | Command::Resume => true,
-        Command::Run(cmd) => prompts::needs_workers(cmd),
-        _ => false,
-    });
+    let workers = match &cli.command {
+        Command::Ingest(_) | Command::Resume => 1,
+        Command::Run(cmd) => usize::from(prompts::needs_workers(cmd)),
+        Command::Serve(args) => args.workers.max(1),
+        _ => 0,
+    };
     let options = EngineOptions::new()
         .visual_model(model_choice(cli.visual_model))
         .text_model(model_choice(cli.text_model))
@@ -614,9 +642,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
         }
+        Command::Serve(args) => serve(engine, args)?,
         Command::Shots { .. } | Command::ConvertWhisper { .. } => unreachable!("handled before opening the engine"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn serve(engine: Engine, args: ServeArgs) -> Result<()> {
+    use std::io::Write;
+    let options = videovector::server::ServeOptions::default()
+        .listen(args.listen)
+        .admin_key(args.admin_key)
+        .jwt_secret(args.jwt_secret)
+        .allow_anonymous(args.allow_anonymous)
+        .max_upload_bytes(args.max_upload_mib << 20);
+    videovector::server::serve(engine, options, |started| {
+        println!("serving http://{}/api/v2", started.addr);
+        if let Some(key) = &started.new_admin_key {
+            println!("admin key (shown once, keep it): {key}");
+        }
+        let _ = std::io::stdout().flush();
+    })?;
+    eprintln!("stopped: in-flight requests finished; unfinished jobs resume on the next open");
+    Ok(())
 }
 
 fn ingest_cmd(engine: &Engine, args: IngestArgs, json: bool) -> Result<ExitCode> {
