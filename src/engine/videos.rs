@@ -63,7 +63,8 @@ pub struct Submission {
 pub struct SegmentQuery {
     /// `video` or `audio`; default: the media's primary kind (audio for audio files, video otherwise).
     pub kind: Option<SegmentKind>,
-    /// The segments a prompt run made of its own (when it asked for another segmentation).
+    /// The segments of a prompt run: those it made of its own when it asked for another
+    /// segmentation, else the ingest segments it read.
     #[serde(default)]
     pub run_id: Option<String>,
     /// The segments of the newest run that made its own (the ingest ones when none did).
@@ -414,7 +415,9 @@ impl<'a> Videos<'a> {
             (Some(_), true) => return Err(Error::invalid("latest_run", "give run_id or latest_run, not both")),
             (Some(r), false) => {
                 stores.prompts.run(r)?;
-                Some(r.clone())
+                // A run that kept the ingest segmentation read (and so covers) the ingest segments.
+                let own = stores.catalog.segments(video_id, kind, Some(r), &PageRequest::first(1))?;
+                (!own.data.is_empty()).then(|| r.clone())
             }
             (None, true) => stores.catalog.latest_segment_run(video_id)?,
             (None, false) => None,

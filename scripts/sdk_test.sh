@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The official Python SDK (videovector==2.0.0, unchanged) against `videovector serve`:
+# tests/sdk/test_sdk.py (every implemented SDK method) and tests/sdk/load_test.py (concurrent
+# searches during an ingest). Creates .venv-sdk/ on first use and installs the pinned packages
+# only when missing. Needs the debug binary (cargo build or cargo test; VIDEOVECTOR_BIN=PATH
+# tests another build); it does not build it.
+# Arguments go to pytest, e.g. `bash scripts/sdk_test.sh -k search -x`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+venv=.venv-sdk
+packages=(videovector==2.0.0 pytest==9.2.0)
+
+if ! "$venv/bin/python" - "${packages[@]}" >/dev/null 2>&1 <<'PY'
+import sys
+from importlib.metadata import version
+sys.exit(any(version(name) != want for name, want in (p.split("==") for p in sys.argv[1:])))
+PY
+then
+  echo "setting up $venv (${packages[*]})" >&2
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "${packages[@]}"
+fi
+
+binary="${VIDEOVECTOR_BIN:-target/debug/videovector}"
+if [ ! -x "$binary" ]; then
+  echo "error: $binary is missing; build it first with \`cargo build\` (or \`cargo test\`)" >&2
+  exit 2
+fi
+for media in bikes.mp4 rocket.jpg flower.jpg chelsea.png coffee.png notvideo.mp4 empty.mp4 long_1min.mp4; do
+  if [ ! -e "fixtures/media/$media" ]; then
+    echo "error: fixtures/media/$media is missing; run \`bash scripts/setup.sh\` (it runs fixtures/make.sh)" >&2
+    exit 2
+  fi
+done
+
+for model in all-MiniLM-L6-v2 qwen2.5-coder-0.5b-instruct-q4_k_m whisper-tiny.en; do
+  if [ ! -d "models/$model" ]; then
+    echo "error: models/$model is missing; run \`bash scripts/setup.sh\` (it runs scripts/fetch_models.sh)" >&2
+    exit 2
+  fi
+done
+
+exec "$venv/bin/pytest" -q tests/sdk "$@"
