@@ -144,8 +144,15 @@ pub fn bootstrap(state: &ServerState, given: Option<&str>) -> Result<Option<Stri
             ));
         }
         let (prefix, hash) = split(key);
-        if state.keys_with_prefix(&prefix)?.iter().all(|r| r.key_hash != hash) {
-            make(key, prefix, hash)?;
+        match state.keys_with_prefix(&prefix)?.iter().find(|r| r.key_hash == hash) {
+            None => make(key, prefix, hash)?,
+            Some(row) if !row.is_active(now_ms()) => {
+                return Err(Error::Conflict(format!(
+                    "VIDEOVECTOR_ADMIN_KEY is key {} which was revoked or has expired; give another key",
+                    row.key_id
+                )))
+            }
+            Some(_) => {}
         }
         return Ok(None);
     }
@@ -175,8 +182,10 @@ fn verify_jwt(token: &str, secret: &[u8]) -> std::result::Result<(), &'static st
     let claims: serde_json::Value =
         serde_json::from_slice(&b64.decode(p).map_err(|_| "bad payload")?).map_err(|_| "bad payload")?;
     let now = now_ms() / 1000;
-    if claims["exp"].as_i64().is_some_and(|exp| exp <= now) {
-        return Err("token expired");
+    match claims["exp"].as_i64() {
+        None => return Err("token has no exp"),
+        Some(exp) if exp <= now => return Err("token expired"),
+        Some(_) => {}
     }
     if claims["nbf"].as_i64().is_some_and(|nbf| nbf > now) {
         return Err("token not valid yet");
@@ -394,5 +403,6 @@ mod tests {
         assert_eq!(verify_jwt(&sign(&format!(r#"{{"exp":{future}}}"#), b"s3cret"), b"s3cret"), Ok(()));
         assert_eq!(verify_jwt(&sign(&format!(r#"{{"exp":{future}}}"#), b"other"), b"s3cret"), Err("bad signature"));
         assert_eq!(verify_jwt(&sign(r#"{"exp":1}"#, b"s3cret"), b"s3cret"), Err("token expired"));
+        assert_eq!(verify_jwt(&sign(r#"{"sub":"me"}"#, b"s3cret"), b"s3cret"), Err("token has no exp"));
     }
 }

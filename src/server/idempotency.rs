@@ -51,9 +51,14 @@ pub async fn replay(State(app): State<Shared>, req: Request, next: Next) -> ApiR
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/"));
-    let Some(key) = key_of(&req).filter(|_| write && !multipart) else {
+    // Replies of `/api-keys` hold secrets shown once: they are never stored.
+    let secret = req.uri().path().starts_with("/api/v2/api-keys");
+    let Some(key) = key_of(&req).filter(|_| write && !multipart && !secret) else {
         return Ok(next.run(req).await);
     };
+    // Keys are the caller's own: another key's replies are never answered.
+    let caller = req.extensions().get::<super::auth::Caller>().and_then(|c| c.key_id.clone()).unwrap_or_default();
+    let key = format!("{caller}:{key}");
     let route = format!("{} {}", req.method(), req.uri().path());
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, app.options.max_body_bytes).await.map_err(|_| {

@@ -52,6 +52,9 @@ pub struct ServeOptions {
     pub max_upload_bytes: u64,
     /// Requests per minute and hour for the `search`, `read` and `write` categories.
     pub limits: [(&'static str, Limits); 3],
+    /// Folders whose files may be registered by path or `file://` URI (`POST /videos`); none:
+    /// registration by path is refused and only uploads add media.
+    pub media_roots: Vec<std::path::PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -68,6 +71,7 @@ impl Default for ServeOptions {
                 ("read", Limits { per_minute: 12_000, per_hour: 400_000 }),
                 ("write", Limits { per_minute: 1_200, per_hour: 20_000 }),
             ],
+            media_roots: vec![],
         }
     }
 }
@@ -93,6 +97,10 @@ impl ServeOptions {
         self.max_upload_bytes = n;
         self
     }
+    pub fn media_root(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.media_roots.push(dir.into());
+        self
+    }
     pub fn max_body_bytes(mut self, n: usize) -> Self {
         self.max_body_bytes = n;
         self
@@ -116,6 +124,10 @@ pub(crate) struct App {
     /// Signs local media URLs (`POST /videos/signed-url`).
     url_key: Vec<u8>,
     idempotency: idempotency::InFlight,
+    /// Turns true when the server starts to stop, so that endless replies (the event stream) end.
+    stopping: tokio::sync::watch::Receiver<bool>,
+    /// `media_roots`, canonical.
+    roots: Vec<std::path::PathBuf>,
 }
 
 type Shared = Arc<App>;
@@ -134,7 +146,13 @@ pub fn serve(engine: Engine, options: ServeOptions, on_start: impl FnOnce(&Start
     let new_admin_key = auth::bootstrap(&state, options.admin_key.as_deref())?;
     let url_key = state.secret("url_signing_key", 32)?;
     let limits = auth::RateLimiter::new(options.limits.iter().copied().collect::<HashMap<_, _>>());
-    let app = Arc::new(App { engine, state, options, limits, url_key, idempotency: Default::default() });
+    let mut roots = vec![];
+    for root in &options.media_roots {
+        roots.push(std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?);
+    }
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let app =
+        Arc::new(App { engine, state, options, limits, url_key, idempotency: Default::default(), stopping, roots });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -145,8 +163,12 @@ pub fn serve(engine: Engine, options: ServeOptions, on_start: impl FnOnce(&Start
             .map_err(|e| Error::invalid("listen", format!("cannot listen on {}: {e}", app.options.listen)))?;
         let addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
         on_start(&Started { addr, new_admin_key });
+        let stopped = async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        };
         axum::serve(listener, router(app))
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(stopped)
             .await
             .map_err(|e| Error::Io { path: std::path::PathBuf::from(addr.to_string()), source: e })
     })

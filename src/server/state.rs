@@ -33,11 +33,12 @@ CREATE TABLE IF NOT EXISTS idempotency (
     created_ms INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS deletions (
-    target_id TEXT PRIMARY KEY,
+    target_id TEXT NOT NULL,
     kind TEXT NOT NULL,
     deletion_id TEXT NOT NULL,
     status TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (target_id, kind)
 );
 CREATE TABLE IF NOT EXISTS imports (
     job_id TEXT PRIMARY KEY,
@@ -52,6 +53,7 @@ CREATE TABLE IF NOT EXISTS imports (
     error TEXT,
     bytes INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_ms);
 CREATE TABLE IF NOT EXISTS usage (
     event_id INTEGER PRIMARY KEY AUTOINCREMENT,
     metric_type TEXT NOT NULL,
@@ -63,6 +65,10 @@ CREATE TABLE IF NOT EXISTS usage (
 CREATE INDEX IF NOT EXISTS usage_metric ON usage (metric_type, ms);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 ";
+
+/// How long a stored reply answers a replayed `Idempotency-Key`: the SDK retries within
+/// minutes; a day leaves room for a client that resumes later.
+pub const REPLAY_KEPT_MS: i64 = 24 * 3600 * 1000;
 
 /// A stored API key, without its secret.
 #[derive(Debug, Clone)]
@@ -265,9 +271,11 @@ impl ServerState {
     pub fn replay(&self, key: &str, route: &str, fingerprint: &[u8]) -> Result<Replay> {
         let row = self
             .db()
-            .query_row("SELECT route, fingerprint, status, body FROM idempotency WHERE key = ?1", [key], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, u16>(2)?, r.get::<_, Vec<u8>>(3)?))
-            })
+            .query_row(
+                "SELECT route, fingerprint, status, body FROM idempotency WHERE key = ?1 AND created_ms >= ?2",
+                params![key, now_ms() - REPLAY_KEPT_MS],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, u16>(2)?, r.get::<_, Vec<u8>>(3)?)),
+            )
             .optional()
             .map_err(store)?;
         Ok(match row {
@@ -278,37 +286,46 @@ impl ServerState {
     }
 
     pub fn remember(&self, key: &str, route: &str, fingerprint: &[u8], status: u16, body: &[u8]) -> Result<()> {
-        self.db()
-            .execute(
-                "INSERT OR IGNORE INTO idempotency (key, route, fingerprint, status, body, created_ms)
+        let db = self.db();
+        db.execute("DELETE FROM idempotency WHERE created_ms < ?1", [now_ms() - REPLAY_KEPT_MS]).map_err(store)?;
+        db.execute(
+            "INSERT OR IGNORE INTO idempotency (key, route, fingerprint, status, body, created_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![key, route, fingerprint, status, body, now_ms()],
-            )
-            .map_err(store)?;
+            params![key, route, fingerprint, status, body, now_ms()],
+        )
+        .map_err(store)?;
         Ok(())
     }
 
     // ---- deletions ----
 
-    /// The deletion record of `target_id`, made (as `deleted`) if there is none.
-    pub fn deletion(&self, target_id: &str, kind: &str, create: bool) -> Result<Option<(String, String)>> {
-        let db = self.db();
-        let found = db
-            .query_row("SELECT deletion_id, status FROM deletions WHERE target_id = ?1", [target_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+    /// The deletion record of `target_id` (kind `index`, `video`, `prompt` or `api_key`), if
+    /// it was deleted through the server.
+    pub fn deletion(&self, target_id: &str, kind: &str) -> Result<Option<(String, String)>> {
+        self.db()
+            .query_row(
+                "SELECT deletion_id, status FROM deletions WHERE target_id = ?1 AND kind = ?2",
+                [target_id, kind],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
-            .map_err(store)?;
-        if found.is_some() || !create {
-            return Ok(found);
-        }
+            .map_err(store)
+    }
+
+    /// Record that `target_id` (also known as each of `aliases`, such as the name it was deleted
+    /// by) is deleted; a repeated DELETE answers this record.
+    pub fn record_deletion(&self, target_id: &str, aliases: &[&str], kind: &str) -> Result<(String, String)> {
         let id = crate::ids::new("del");
-        db.execute(
-            "INSERT INTO deletions (target_id, kind, deletion_id, status, created_at) VALUES (?1, ?2, ?3, 'deleted', ?4)",
-            params![target_id, kind, id, rfc3339_ms(now_ms())],
-        )
-        .map_err(store)?;
-        Ok(Some((id, "deleted".into())))
+        let db = self.db();
+        for target in std::iter::once(target_id).chain(aliases.iter().copied()) {
+            db.execute(
+                "INSERT OR IGNORE INTO deletions (target_id, kind, deletion_id, status, created_at)
+                 VALUES (?1, ?2, ?3, 'deleted', ?4)",
+                params![target, kind, id, rfc3339_ms(now_ms())],
+            )
+            .map_err(store)?;
+        }
+        Ok((id, "deleted".into()))
     }
 
     // ---- import jobs ----

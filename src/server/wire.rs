@@ -31,9 +31,9 @@ pub fn media_uri(video_id: &str) -> String {
     format!("videovector://videos/{video_id}")
 }
 
+/// The media's source as a `file://` URI (the path the engine read it from).
 pub fn file_uri(path: &str) -> String {
-    let abs = std::fs::canonicalize(path).map(|p| p.display().to_string()).unwrap_or_else(|_| path.to_string());
-    format!("file://{abs}")
+    format!("file://{path}")
 }
 
 fn obj(v: Value) -> Map<String, Value> {
@@ -133,12 +133,11 @@ pub fn run(r: &PromptRun) -> Value {
     v
 }
 
-pub fn result(r: &SegmentResult, base: &Base) -> Value {
+pub fn result(r: &SegmentResult) -> Value {
     let mut v = obj(serde_json::to_value(r).unwrap_or_default());
     v.insert("result_type".into(), json!("segment"));
     v.insert("result_id".into(), json!(format!("{}:{}", r.segment_id, r.run_id)));
     v.insert("prompt_run_id".into(), json!(r.run_id));
-    v.insert("thumbnail_uri".into(), json!(base.thumbnail(&r.segment_id)));
     v.insert("gcs_uri".into(), json!(format!("{}#t={:.3},{:.3}", media_uri(&r.video_id), r.start_time, r.end_time)));
     Value::Object(v)
 }

@@ -2,6 +2,9 @@
 (with the tiny CLIP checkpoint as its visual model), an admin SDK client, the main index and
 bikes.mp4 in it. A failing test gets the tail of the server's stderr in its report; the server is
 stopped with SIGTERM at the end and must exit 0.
+
+Tests that stop servers (test_shutdown.py) take `data_folder` instead: a folder of their own and
+the servers they start on it, killed at the end of the test if still running.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import videovector
 from sdkserver import (
     BINARY,
     MEDIA,
+    DataFolder,
     STOP_TIMEOUT_S,
     Ingested,
     Server,
@@ -26,16 +30,26 @@ from sdkserver import (
 
 _SERVER = pytest.StashKey[Server]()
 _FIGURES = pytest.StashKey[list[str]]()
+_FOLDER = pytest.StashKey[DataFolder]()
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Server]:
-    """One server for the session; it must still be running at the end and exit 0 on SIGTERM."""
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny CLIP checkpoint, written once and shared (servers only read it)."""
     if not BINARY.exists():
         pytest.exit(f"{BINARY} does not exist: build it first (cargo build)", returncode=2)
+    dest: Path = tmp_path_factory.mktemp("clip") / "clip_tiny"
+    write_tiny_clip(dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, tiny_clip: Path
+) -> Iterator[Server]:
+    """One server for the session; it must still be running at the end and exit 0 on SIGTERM."""
     root: Path = tmp_path_factory.mktemp("videovector-serve")
-    write_tiny_clip(root / "clip_tiny")
-    srv = start_server(root / "data", root / "clip_tiny", root / "serve.stderr")
+    srv = start_server(root / "data", tiny_clip, root / "serve.stderr")
     request.config.stash[_SERVER] = srv
     yield srv
     if srv.proc.poll() is not None:
@@ -45,6 +59,17 @@ def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
         pytest.fail(f"the server ignored SIGTERM for {STOP_TIMEOUT_S} s and was killed:\n{srv.stderr_tail()}")
     if status != 0:
         pytest.fail(f"the server exited {status} after SIGTERM (expected 0):\n{srv.stderr_tail()}")
+
+
+@pytest.fixture
+def data_folder(tmp_path: Path, tiny_clip: Path, request: pytest.FixtureRequest) -> Iterator[DataFolder]:
+    """A fresh data folder for one test; servers it started that still run are killed afterwards."""
+    folder = DataFolder(tmp_path, tiny_clip)
+    request.node.stash[_FOLDER] = folder
+    yield folder
+    for srv in folder.servers:
+        if srv.proc.poll() is None:
+            stop_server(srv.proc, force=True)
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +105,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if report.failed and srv is not None:
         state = "running" if srv.proc.poll() is None else f"exited with {srv.proc.returncode}"
         report.sections.append((f"videovector serve stderr, last 40 lines (server {state})", srv.stderr_tail(40)))
+    folder = item.stash.get(_FOLDER, None)
+    if report.failed and folder is not None:
+        for n, own in enumerate(folder.servers):
+            state = "running" if own.proc.poll() is None else f"exited with {own.proc.returncode}"
+            report.sections.append((f"this test's server #{n} stderr, last 40 lines ({state})", own.stderr_tail(40)))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

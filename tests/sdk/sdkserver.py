@@ -167,13 +167,16 @@ class Server:
         return url if urlsplit(url).scheme else self.origin + url
 
 
-def start_server(data_dir: Path, clip_dir: Path, stderr_path: Path) -> Server:
-    """Start `videovector --data-dir DIR --visual-model CLIP serve --listen 127.0.0.1:0` from the
-    repository root with a fresh admin key, and wait for its `serving URL` line."""
-    admin_key = "sk_live_" + secrets.token_hex(24)
+def start_server(data_dir: Path, clip_dir: Path, stderr_path: Path, admin_key: str | None = None) -> Server:
+    """Start `videovector --data-dir DIR --visual-model CLIP serve --listen 127.0.0.1:0
+    --media-root fixtures/media` from the repository root with `admin_key` (a fresh one unless
+    given: a restart on the same folder passes the key it had, which the folder already stores),
+    and wait for its `serving URL` line."""
+    admin_key = admin_key or "sk_live_" + secrets.token_hex(24)
     env = dict(os.environ, VIDEOVECTOR_ADMIN_KEY=admin_key)
     cmd = [str(BINARY), "--data-dir", str(data_dir), "--visual-model", str(clip_dir)]
-    cmd += ["serve", "--listen", "127.0.0.1:0"]
+    # fixtures/media is the one folder whose files may be registered by file:// URI (videos.create).
+    cmd += ["serve", "--listen", "127.0.0.1:0", "--media-root", str(MEDIA)]
     with open(stderr_path, "wb") as stderr:
         proc = subprocess.Popen(
             cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True
@@ -203,6 +206,29 @@ def start_server(data_dir: Path, clip_dir: Path, stderr_path: Path) -> Server:
         )
     server.base_url = match.group(1)
     return server
+
+
+@dataclass
+class DataFolder:
+    """A data folder of its own for one test, and the servers started on it one after the other,
+    all with the same admin key (a restart is another `start()`)."""
+
+    root: Path
+    clip_dir: Path
+    admin_key: str = field(default_factory=lambda: "sk_live_" + secrets.token_hex(24))
+    servers: list[Server] = field(default_factory=list)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    def start(self) -> Server:
+        """Start a server on the folder; the previous one must have exited."""
+        assert all(s.proc.poll() is not None for s in self.servers), "a server still runs on this folder"
+        stderr = self.root / f"serve-{len(self.servers)}.stderr"
+        server = start_server(self.data_dir, self.clip_dir, stderr, admin_key=self.admin_key)
+        self.servers.append(server)
+        return server
 
 
 def stop_server(proc: subprocess.Popen, force: bool = False) -> int | None:

@@ -1,8 +1,9 @@
 """The official Python SDK (`videovector==2.0.0`), unchanged, against `videovector serve`.
 
-Every implemented SDK method is called the way the SDK calls it, and each test checks what the
-engine did, not only that nothing raised. Routes the SDK has no method for (SQL search, the
-event stream, GIF and thumbnail bytes, malformed bodies) are driven with httpx.
+Every implemented SDK method (but `import_jobs.cancel` and `import_jobs.retry`: COVERAGE.md) is
+called the way the SDK calls it, and each test checks what the engine did, not only that nothing
+raised. Routes the SDK has no method for (SQL search, the event stream, GIF and thumbnail bytes,
+malformed bodies) are driven with httpx.
 
 Work is kept small for two CPU cores: one upload of bikes.mp4, a few still images, and prompt
 runs over one 1-segment image each (main run, `videos.process`, `workflow.process`).
@@ -395,10 +396,16 @@ def test_an_upload_without_index_lands_in_the_playground(
     assert (video.media_type, video.status) == ("image", "processed")
 
 
-def test_create_from_a_file_uri_then_delete(admin: VideoVector, flower: Ingested) -> None:
-    """videos.create imports a file:// URI into an index; videos.delete ends `deleted`, is
-    repeatable, and leaves the same picture in the playground alone."""
+def test_create_from_a_file_uri_then_delete(admin: VideoVector, flower: Ingested, tmp_path) -> None:
+    """videos.create imports a file:// URI under the server's --media-root into an index (the same
+    picture elsewhere is refused); videos.delete ends `deleted`, is repeatable, and leaves the same
+    picture in the playground alone."""
     index = admin.indexes.create(name=unique("sdk-create"))
+    outside = tmp_path / "flower.jpg"
+    outside.write_bytes((MEDIA / "flower.jpg").read_bytes())
+    with pytest.raises(ValidationError):
+        admin.videos.create(title="outside the root", video_uri=outside.as_uri(), index_id=index.index_id)
+    assert ids_in(admin, index.index_id) == {}
     uri = (MEDIA / "flower.jpg").resolve().as_uri()
     job = admin.videos.create(title="flower by uri", video_uri=uri, index_id=index.index_id)
     assert job.job_id and job.target_index_id == index.index_id

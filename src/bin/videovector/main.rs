@@ -132,6 +132,10 @@ struct ServeArgs {
     /// Largest upload in MiB.
     #[arg(long, default_value_t = 8192)]
     max_upload_mib: u64,
+    /// A folder whose files may be registered by path or file:// URI (repeatable); without
+    /// one, media are added by upload only.
+    #[arg(long = "media-root")]
+    media_roots: Vec<PathBuf>,
     /// Worker threads for ingest and prompt-run jobs.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -650,12 +654,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 fn serve(engine: Engine, args: ServeArgs) -> Result<()> {
     use std::io::Write;
-    let options = videovector::server::ServeOptions::default()
+    let mut options = videovector::server::ServeOptions::default()
         .listen(args.listen)
         .admin_key(args.admin_key)
         .jwt_secret(args.jwt_secret)
         .allow_anonymous(args.allow_anonymous)
         .max_upload_bytes(args.max_upload_mib << 20);
+    for root in args.media_roots {
+        options = options.media_root(root);
+    }
     videovector::server::serve(engine, options, |started| {
         println!("serving http://{}/api/v2", started.addr);
         if let Some(key) = &started.new_admin_key {

@@ -85,9 +85,21 @@ pub async fn key(State(app): State<Shared>, Path(id): Path<String>) -> ApiResult
     ok(key_json(&find(&app, id).await?))
 }
 
+/// Delete a key; a repeated DELETE (the SDK retries them) answers the same.
 pub async fn delete_key(State(app): State<Shared>, Path(id): Path<String>) -> ApiResult {
     let key = id.clone();
-    if !blocking(&app, move |a| a.state.delete_key(&key)).await? {
+    let known = blocking(&app, move |a| {
+        if a.state.deletion(&key, "api_key")?.is_some() {
+            return Ok(true);
+        }
+        let deleted = a.state.delete_key(&key)?;
+        if deleted {
+            a.state.record_deletion(&key, &[], "api_key")?;
+        }
+        Ok(deleted)
+    })
+    .await?;
+    if !known {
         return Err(ApiError::not_found("api_key", &id));
     }
     ok(json!({ "message": format!("API key {id} deleted") }))
@@ -109,7 +121,9 @@ pub async fn rotate_key(State(app): State<Shared>, Path(id): Path<String>) -> Ap
     }
     let (secret, prefix, hash) = auth::new_key()?;
     let key = id.clone();
-    blocking(&app, move |a| a.state.replace_secret(&key, &prefix, &hash)).await?;
+    if !blocking(&app, move |a| a.state.replace_secret(&key, &prefix, &hash)).await? {
+        return Err(ApiError::new(StatusCode::CONFLICT, "api_key_revoked", format!("API key {id} was revoked")));
+    }
     let row = find(&app, id).await?;
     ok(with_secret(&row, &secret))
 }
@@ -343,6 +357,9 @@ pub async fn events_stream(State(app): State<Shared>, headers: HeaderMap, Query(
         let keep = keep.clone();
         async move {
             loop {
+                if *app.stopping.borrow() {
+                    return None;
+                }
                 if let Some(e) = (!buf.is_empty()).then(|| buf.remove(0)) {
                     let data = json!({
                         "event_id": e.event_id, "event_type": e.event_type, "user_id": wire::USER,
@@ -361,7 +378,13 @@ pub async fn events_stream(State(app): State<Shared>, headers: HeaderMap, Query(
                         last = events.last().map_or(last, |e| e.event_id);
                         buf = events.into_iter().filter(|e| keep(e)).collect();
                     }
-                    Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                    Ok(_) => {
+                        let mut stopping = app.stopping.clone();
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                            _ = stopping.changed() => {}
+                        }
+                    }
                     Err(e) => {
                         let event = SseEvent::default()
                             .event("processing.stream_error")

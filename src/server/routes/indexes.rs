@@ -45,12 +45,12 @@ fn deletion_reply(index_id: &str, (deletion_id, status): (String, String)) -> Va
 /// them) answers the same deletion record.
 pub async fn delete(State(app): State<Shared>, Path(id): Path<String>) -> ApiResult {
     let v = blocking(&app, move |a| {
-        if let Some(done) = a.state.deletion(&id, "index", false)? {
+        if let Some(done) = a.state.deletion(&id, "index")? {
             return Ok(deletion_reply(&id, done));
         }
         let index = a.engine.indexes().retrieve(&id)?;
         a.engine.indexes().delete(&index.index_id)?;
-        let record = a.state.deletion(&index.index_id, "index", true)?.expect("made");
+        let record = a.state.record_deletion(&index.index_id, &[&id], "index")?;
         Ok(deletion_reply(&index.index_id, record))
     })
     .await?;
@@ -59,7 +59,7 @@ pub async fn delete(State(app): State<Shared>, Path(id): Path<String>) -> ApiRes
 
 pub async fn deletion(State(app): State<Shared>, Path(id): Path<String>) -> ApiResult {
     let key = id.clone();
-    match blocking(&app, move |a| a.state.deletion(&key, "index", false)).await? {
+    match blocking(&app, move |a| a.state.deletion(&key, "index")).await? {
         Some(record) => ok(deletion_reply(&id, record)),
         None => Err(ApiError::not_found("deletion", &id)),
     }

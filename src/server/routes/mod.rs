@@ -135,7 +135,10 @@ pub fn offset_page<T>(
             .and_then(|n| n.parse::<usize>().ok())
             .ok_or_else(|| ApiError::invalid("cursor", format!("{c:?} is not a cursor this listing made")))?,
     };
-    let end = (start + limit as usize).min(items.len());
+    if start > items.len() {
+        return Err(ApiError::invalid("cursor", "points past the end of this listing"));
+    }
+    let end = start.saturating_add(limit as usize).min(items.len());
     let next = (end < items.len()).then(|| format!("o{end}"));
     let page = items.into_iter().skip(start).take(end.saturating_sub(start)).collect();
     Ok((page, limit, next))

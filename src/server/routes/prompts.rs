@@ -1,13 +1,13 @@
 //! `/prompts` and `/prompt-runs`: the engine's prompts and runs in the SDK's models.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::PageQuery;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::{base, blocking, ok, reply, wire, Json, Shared};
+use crate::server::{blocking, ok, reply, wire, Json, Shared};
 use crate::{NewPrompt, PageRequest, PromptUpdate, RunRequest};
 
 pub async fn create(State(app): State<Shared>, Json(new): Json<NewPrompt>) -> ApiResult {
@@ -49,9 +49,18 @@ pub struct DeleteQuery {
 pub async fn delete(State(app): State<Shared>, Path(id): Path<String>, Query(q): Query<DeleteQuery>) -> ApiResult {
     let force = q.force.unwrap_or(false);
     let message = blocking(&app, move |a| {
+        let done = |id: &str| format!("prompt {id} deleted");
+        if a.state.deletion(&id, "prompt")?.is_some() {
+            return Ok(done(&id));
+        }
         let used = a.engine.prompts().usage(&id)?.is_in_use;
         a.engine.prompts().delete(&id, force)?;
-        Ok(if used { format!("prompt {id} is used by runs: deactivated") } else { format!("prompt {id} deleted") })
+        if used {
+            // Deactivated, not deleted: it can be deleted again (with force) and answers the same.
+            return Ok(format!("prompt {id} is used by runs: deactivated"));
+        }
+        a.state.record_deletion(&id, &[], "prompt")?;
+        Ok(done(&id))
     })
     .await?;
     ok(json!({ "message": message }))
@@ -74,7 +83,15 @@ pub async fn usage(State(app): State<Shared>, Path(id): Path<String>) -> ApiResu
 
 // ---- runs ----
 
+/// What HTTP callers may not ask of a run: durations out of range, or a model by path (a
+/// server loads only models it was set up with: ids and the hosted names).
 fn check_run(req: &RunRequest) -> ApiResult<()> {
+    if let Some(m) = req.processing_model.as_deref().filter(|m| m.contains(['/', '\\']) || m.ends_with(".gguf")) {
+        return Err(ApiError::invalid(
+            "processing_model",
+            format!("{m:?}: models are chosen by id or hosted name over HTTP, not by path"),
+        ));
+    }
     for (field, d) in
         [("video_segment_duration", req.video_segment_duration), ("audio_segment_duration", req.audio_segment_duration)]
     {
@@ -146,18 +163,12 @@ pub struct ResultsQuery {
     cursor: Option<String>,
 }
 
-pub async fn results(
-    State(app): State<Shared>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Query(q): Query<ResultsQuery>,
-) -> ApiResult {
+pub async fn results(State(app): State<Shared>, Path(id): Path<String>, Query(q): Query<ResultsQuery>) -> ApiResult {
     let video_id = q.video_id.ok_or_else(|| ApiError::invalid("video_id", "required"))?;
     let page: PageRequest = PageQuery { limit: q.limit, cursor: q.cursor }.request()?;
     let limit = page.limit.unwrap_or(50);
     let results = blocking(&app, move |a| a.engine.prompt_runs().results(&id, &video_id, &page)).await?;
-    let base = base(&headers);
-    ok(wire::page(results.data.iter().map(|r| wire::result(r, &base)).collect(), limit, results.next_cursor))
+    ok(wire::page(results.data.iter().map(wire::result).collect(), limit, results.next_cursor))
 }
 
 pub async fn llm_calls(State(app): State<Shared>, Path(id): Path<String>) -> ApiResult {

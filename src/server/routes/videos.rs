@@ -5,7 +5,7 @@
 use std::path::{Path as FsPath, PathBuf};
 
 use axum::body::Body;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Extension, Multipart, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::{check_len, offset_page, PageQuery};
+use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::idempotency::{fingerprint, run_once};
 use crate::server::state::ImportRow;
@@ -43,6 +44,7 @@ pub(crate) fn import_file(
     opts.index = index_id.clone();
     opts.title = title;
     let sub = a.engine.videos().submit(&[path.to_path_buf()], &opts)?.pop();
+    let deduplicated = sub.as_ref().is_some_and(|s| s.deduplicated);
     let row = ImportRow {
         job_id: crate::ids::new("imp"),
         created_at: rfc3339_ms(now_ms()),
@@ -62,7 +64,9 @@ pub(crate) fn import_file(
         "files",
         Some(&json!({ "import_job_id": row.job_id, "bytes": bytes })),
     )?;
-    import_json(a, &row)
+    let mut job = import_json(a, &row)?;
+    job["deduplicated"] = json!(deduplicated);
+    Ok(job)
 }
 
 /// The SDK's `ImportJob` for a recorded import.
@@ -258,10 +262,14 @@ pub(crate) async fn receive(app: &Shared, mut form: Multipart) -> ApiResult<Uplo
     while let Some(mut field) = form.next_field().await.map_err(bad)? {
         let name = field.name().unwrap_or("").to_string();
         if name != "file" {
-            let text = field.text().await.map_err(bad)?;
-            if text.len() > 4096 {
-                return Err(ApiError::invalid(&name, "form field is over 4096 bytes"));
+            let mut text = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                text.extend_from_slice(&chunk);
+                if text.len() > 4096 {
+                    return Err(ApiError::invalid(&name, "form field is over 4096 bytes"));
+                }
             }
+            let text = String::from_utf8(text).map_err(|_| ApiError::invalid(&name, "form field is not UTF-8"))?;
             fields.push((name, text));
             continue;
         }
@@ -299,7 +307,17 @@ pub(crate) async fn receive(app: &Shared, mut form: Multipart) -> ApiResult<Uplo
     Err(ApiError::invalid("file", "the multipart body has no `file` part"))
 }
 
-pub async fn upload(State(app): State<Shared>, headers: HeaderMap, form: Multipart) -> ApiResult {
+/// An idempotency key in the caller's own namespace.
+pub(crate) fn caller_key(caller: &Caller, key: &str) -> String {
+    format!("{}:{key}", caller.key_id.as_deref().unwrap_or(""))
+}
+
+pub async fn upload(
+    State(app): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    form: Multipart,
+) -> ApiResult {
     let up = receive(&app, form).await?;
     let title = up.field("title").filter(|t| !t.trim().is_empty());
     if let Some(t) = &title {
@@ -313,7 +331,7 @@ pub async fn upload(State(app): State<Shared>, headers: HeaderMap, form: Multipa
         up.file_name.as_bytes(),
         &up.sha256,
     ]);
-    let dir = up.path.parent().map(FsPath::to_path_buf);
+    let cleanup = Cleanup(up.path.parent().map(FsPath::to_path_buf));
     let work = {
         let app = app.clone();
         async move {
@@ -322,22 +340,51 @@ pub async fn upload(State(app): State<Shared>, headers: HeaderMap, form: Multipa
             })
             .await;
             match r {
-                Ok(v) => reply(StatusCode::ACCEPTED, v),
+                Ok(v) => accepted_import(v),
                 Err(e) => e.into_response(),
             }
         }
     };
     let response = match key {
-        Some(k) => run_once(&app, k.to_string(), "POST /videos/upload".into(), print, work).await?,
+        Some(k) => run_once(&app, caller_key(&caller, k), "POST /videos/upload".into(), print, work).await?,
         None => work.await,
     };
-    if response.headers().contains_key("idempotent-replayed") || !response.status().is_success() {
-        // The first request's file is the one kept.
-        if let Some(d) = dir {
-            let _ = tokio::fs::remove_dir_all(d).await;
+    cleanup.keep_if(&response);
+    Ok(response)
+}
+
+/// 202 with the import job; `x-deduplicated` says the content was already there (so the
+/// uploaded copy is not kept).
+pub(crate) fn accepted_import(job: Value) -> Response {
+    let dedup = job["deduplicated"] == true;
+    let mut response = reply(StatusCode::ACCEPTED, job);
+    if dedup {
+        response.headers_mut().insert("x-deduplicated", axum::http::HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Removes an upload's folder unless the upload became media the catalog refers to: on an
+/// error, on a replayed key (the first request's file is kept) and when the content was
+/// already there.
+pub(crate) struct Cleanup(pub Option<PathBuf>);
+
+impl Cleanup {
+    pub fn keep_if(mut self, response: &Response) {
+        let replayed = response.headers().contains_key("idempotent-replayed");
+        let deduplicated = response.headers().contains_key("x-deduplicated");
+        if response.status().is_success() && !replayed && !deduplicated {
+            self.0 = None;
         }
     }
-    Ok(response)
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -371,12 +418,13 @@ pub(crate) fn local_path(uri: &str) -> ApiResult<PathBuf> {
 
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
+        if let (b'%', Some(&h), Some(&l)) = (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            if let (Some(h), Some(l)) = (hex(h), hex(l)) {
+                out.push(h << 4 | l);
                 i += 3;
                 continue;
             }
@@ -393,17 +441,25 @@ pub async fn create(State(app): State<Shared>, Json(body): Json<Register>) -> Ap
         return import_from_connector().await;
     }
     let path = local_path(&body.video_uri)?;
-    if !path.is_file() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unreadable_media",
-            format!("video_uri {:?}: no such file on this machine", body.video_uri),
-        ));
-    }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    let v =
-        blocking(&app, move |a| import_file(a, &path, &name, Some(body.title), body.index_id, "uri", bytes)).await?;
+    let uri = body.video_uri.clone();
+    let v = blocking(&app, move |a| {
+        let real =
+            std::fs::canonicalize(&path).map_err(|e| crate::Error::media(&path, format!("video_uri {uri:?}: {e}")))?;
+        if !a.roots.iter().any(|root| real.starts_with(root)) {
+            return Err(crate::Error::invalid(
+                "video_uri",
+                format!(
+                    "{uri:?} is outside the folders this server registers files from ({}); start it with \
+                     --media-root DIR, or upload the file",
+                    if a.roots.is_empty() { "none given".to_string() } else { format!("{:?}", a.roots) }
+                ),
+            ));
+        }
+        let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let bytes = std::fs::metadata(&real).map(|m| m.len()).unwrap_or(0);
+        import_file(a, &real, &name, Some(body.title), body.index_id, "uri", bytes)
+    })
+    .await?;
     Ok(reply(StatusCode::ACCEPTED, v))
 }
 
@@ -420,18 +476,18 @@ fn video_deletion(video_id: &str, (deletion_id, status): (String, String)) -> Va
 
 pub async fn delete(State(app): State<Shared>, Path(id): Path<String>) -> ApiResult {
     ok(blocking(&app, move |a| {
-        if let Some(done) = a.state.deletion(&id, "video", false)? {
+        if let Some(done) = a.state.deletion(&id, "video")? {
             return Ok(video_deletion(&id, done));
         }
         a.engine.videos().delete(&id)?;
-        Ok(video_deletion(&id, a.state.deletion(&id, "video", true)?.expect("made")))
+        Ok(video_deletion(&id, a.state.record_deletion(&id, &[], "video")?))
     })
     .await?)
 }
 
 pub async fn deletion(State(app): State<Shared>, Path(id): Path<String>) -> ApiResult {
     let key = id.clone();
-    match blocking(&app, move |a| a.state.deletion(&key, "video", false)).await? {
+    match blocking(&app, move |a| a.state.deletion(&key, "video")).await? {
         Some(record) => ok(video_deletion(&id, record)),
         None => Err(ApiError::not_found("deletion", &id)),
     }
@@ -630,11 +686,29 @@ pub async fn signed_url(State(app): State<Shared>, headers: HeaderMap, Json(body
     }))
 }
 
+/// A file's bytes, streamed in 64 KiB chunks with its length.
 async fn file_response(path: &FsPath, content_type: &str) -> ApiResult {
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "file_not_found", format!("{}: {e}", path.display())))?;
-    Ok(([(header::CONTENT_TYPE, content_type.to_string())], Body::from(bytes)).into_response())
+    let missing =
+        |e: std::io::Error| ApiError::new(StatusCode::NOT_FOUND, "file_not_found", format!("{}: {e}", path.display()));
+    let file = tokio::fs::File::open(path).await.map_err(missing)?;
+    let length = file.metadata().await.map_err(missing)?.len();
+    let chunks = futures_util::stream::unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 << 10];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, content_type.to_string()), (header::CONTENT_LENGTH, length.to_string())],
+        Body::from_stream(chunks),
+    )
+        .into_response())
 }
 
 fn content_type(path: &FsPath) -> &'static str {
@@ -667,6 +741,13 @@ pub async fn media_file(State(app): State<Shared>, Path(token): Path<String>) ->
     }
     let id = video_id.to_string();
     let media = blocking(&app, move |a| a.engine.videos().retrieve(&id)).await?;
+    if media.status != crate::Status::Completed || media.media_type.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "media_not_ready",
+            format!("{} is not processed media", media.video_id),
+        ));
+    }
     let path = PathBuf::from(&media.source_path);
     file_response(&path, content_type(&path)).await
 }

@@ -2,18 +2,22 @@
 //! engine calls as the resources (an index found or made by name, a prompt drafted by the local
 //! language model, a prompt run, a text or filter search).
 
-use axum::extract::{Multipart, Query, State};
+use axum::extract::{Extension, Multipart, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::videos::{import_file, receive};
+use super::videos::{accepted_import, caller_key, import_file, receive, Cleanup};
+use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::idempotency::{fingerprint, run_once};
 use crate::server::{base, blocking, ok, reply, wire, App, Json, Shared};
 use crate::{Condition, FilterSearch, NewPrompt, RunRequest, RunTarget, TextSearch};
+
+/// Segment length of `segmentation_mode: fixed` when no duration is given (as `videos.process`).
+const DEFAULT_FIXED_SECONDS: u32 = 10;
 
 /// The index named `name`, made if there is none. Returns it and whether it was made.
 fn index_by_name(a: &App, name: &str) -> crate::Result<(String, bool)> {
@@ -24,8 +28,14 @@ fn index_by_name(a: &App, name: &str) -> crate::Result<(String, bool)> {
     }
 }
 
-pub async fn upload(State(app): State<Shared>, headers: HeaderMap, form: Multipart) -> ApiResult {
+pub async fn upload(
+    State(app): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    form: Multipart,
+) -> ApiResult {
     let up = receive(&app, form).await?;
+    let cleanup = Cleanup(up.path.parent().map(std::path::Path::to_path_buf));
     let (title, index_id, index_name) = (up.field("title"), up.field("index_id"), up.field("index_name"));
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(|k| k.trim().to_string());
     let print = fingerprint(&[
@@ -54,15 +64,17 @@ pub async fn upload(State(app): State<Shared>, headers: HeaderMap, form: Multipa
             })
             .await;
             match r {
-                Ok(v) => reply(StatusCode::ACCEPTED, v),
+                Ok(v) => accepted_import(v),
                 Err(e) => e.into_response(),
             }
         }
     };
-    match key.filter(|k| !k.is_empty()) {
-        Some(k) => run_once(&app, k, "POST /workflow/upload".into(), print, work).await,
-        None => Ok(work.await),
-    }
+    let response = match key.filter(|k| !k.is_empty()) {
+        Some(k) => run_once(&app, caller_key(&caller, &k), "POST /workflow/upload".into(), print, work).await?,
+        None => work.await,
+    };
+    cleanup.keep_if(&response);
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -167,7 +179,10 @@ pub async fn process(State(app): State<Shared>, Json(p): Json<Process>) -> ApiRe
         if let Some(s) = seg {
             req.video_segmentation_type = s;
         }
-        req.video_segment_duration = p.fixed_segment_duration_seconds;
+        req.video_segment_duration = match (seg, p.fixed_segment_duration_seconds) {
+            (Some(crate::VideoSegmentation::Fixed), None) => Some(DEFAULT_FIXED_SECONDS),
+            (_, d) => d,
+        };
         req.enable_transcription = p.advanced_transcription.unwrap_or(true);
         req.enable_image_embedding = p.create_image_embeddings.unwrap_or(true);
         let run = a.engine.prompt_runs().execute(&req, None)?;
@@ -240,10 +255,12 @@ fn run_search(a: &App, body: &SearchBody, base: &wire::Base) -> crate::Result<Va
     };
     let runs = body.prompt_run_ids.clone().map(OneOrMany::into_vec).unwrap_or_default();
     let videos = body.video_ids.clone().map(OneOrMany::into_vec).unwrap_or_default();
+    // Media restrictions apply after the search, so look further when there are some.
+    let window = if videos.is_empty() { WINDOW } else { crate::MAX_TOP_K };
     let (mode, mut hits) = match (&body.query, &body.filters) {
         (Some(q), None) => {
             let r =
-                a.engine.search().text(index.as_deref(), &TextSearch::new(q.clone()).top_k(WINDOW).run_ids(runs))?;
+                a.engine.search().text(index.as_deref(), &TextSearch::new(q.clone()).top_k(window).run_ids(runs))?;
             a.state.record_usage("search_requests", 1.0, "requests", Some(&json!({ "search": "workflow" })))?;
             let mut ids: Vec<String> = r.results.iter().map(|h| h.video_id.to_string()).collect();
             ids.dedup();
@@ -261,9 +278,9 @@ fn run_search(a: &App, body: &SearchBody, base: &wire::Base) -> crate::Result<Va
             let r = a
                 .engine
                 .search()
-                .filter(index.as_deref(), &FilterSearch::new(conditions).page_size(WINDOW as u32).run_ids(runs))?;
+                .filter(index.as_deref(), &FilterSearch::new(conditions).page_size(window as u32).run_ids(runs))?;
             a.state.record_usage("search_requests", 1.0, "requests", Some(&json!({ "search": "workflow" })))?;
-            let page = wire::filter_page(&r, WINDOW as u32, base);
+            let page = wire::filter_page(&r, window as u32, base);
             ("condition", page["data"].as_array().cloned().unwrap_or_default())
         }
         _ => return Err(crate::Error::invalid("query", "give query or filters, not both")),
@@ -294,10 +311,10 @@ fn run_search(a: &App, body: &SearchBody, base: &wire::Base) -> crate::Result<Va
     Ok(json!({
         "data": page, "mode": mode, "result_level": body.result_level,
         "scope": { "index_id": index, "video_ids": videos, "prompt_run_ids": body.prompt_run_ids },
-        "coverage": { "window": WINDOW, "matched": total }, "warnings": [],
+        "coverage": { "window": window, "matched": total }, "warnings": [],
         "pagination": {
             "limit": body.limit, "count": page.len(), "has_more": next_cursor.is_some(), "next_cursor": next_cursor,
-            "result_window": WINDOW, "truncated": total >= WINDOW,
+            "result_window": window, "truncated": total >= window,
         },
     }))
 }
