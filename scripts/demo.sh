@@ -55,3 +55,26 @@ vv jobs list
 echo
 echo "last events of the log:"
 vv events --since 0 | tail -n 4
+echo
+echo "the same folder behind the REST API (videovector serve), searched over HTTP as the official SDK would:"
+key="sk_live_$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
+serve_out=$(mktemp)
+VIDEOVECTOR_ADMIN_KEY="$key" ./target/release/videovector --data-dir "${DATA_DIR:-data/demo}" serve --listen 127.0.0.1:0 >"$serve_out" &
+serve_pid=$!
+trap 'kill $serve_pid 2>/dev/null || true; rm -f "$serve_out"' EXIT
+for _ in $(seq 100); do grep -q '^serving ' "$serve_out" && break; sleep 0.1; done
+base=$(sed -n 's/^serving //p' "$serve_out")
+index_id=$(vv index get fixtures --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["index_id"])')
+echo "POST $base/indexes/$index_id/search {\"query\": \"lighthouse on the coast\", \"top_k\": 3}"
+python3 - "$base" "$key" "$index_id" <<'PY'
+import json, sys, urllib.request
+base, key, index_id = sys.argv[1:]
+req = urllib.request.Request(f"{base}/indexes/{index_id}/search", method="POST",
+    data=json.dumps({"query": "lighthouse on the coast", "top_k": 3}).encode(),
+    headers={"X-API-Key": key, "Content-Type": "application/json"})
+for hit in json.load(urllib.request.urlopen(req)):
+    print("%.4f %s %s %6.2f-%6.2fs %s" % (hit["similarity_score"], hit["segment_id"], hit["video_name"],
+          hit["start_time"], hit["end_time"], hit["text_content"][:60]))
+PY
+kill "$serve_pid"
+wait "$serve_pid" 2>/dev/null || true
