@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The official Python SDK (videovector==2.0.0, unchanged) against `videovector serve`:
-# tests/sdk/test_sdk.py (the implemented SDK methods), tests/sdk/load_test.py (concurrent
-# searches during an ingest) and tests/sdk/test_shutdown.py (SIGTERM and kill -9 mid-ingest, a
-# request in flight at SIGTERM, Idempotency-Key replies after a restart; each test on a folder and
-# servers of its own); tests/sdk/COVERAGE.md says which SDK method each test covers.
+# tests/sdk/test_sdk.py (the implemented SDK methods), tests/sdk/test_sdk_rules.py (cancel and
+# retry of imports, runs and segments, text to SQL, uploads probed by content, anonymous access,
+# traversal ids, repeated DELETEs), tests/sdk/load_test.py (concurrent searches during an
+# ingest) and tests/sdk/test_shutdown.py (SIGTERM and kill -9 mid-ingest, a request in flight at
+# SIGTERM, Idempotency-Key replies after a restart; each test on a folder and servers of its own);
+# tests/sdk/COVERAGE.md says which SDK method each test covers.
 # Creates .venv-sdk/ on first use and installs the pinned packages
 # only when missing. Needs the debug binary (cargo build or cargo test; VIDEOVECTOR_BIN=PATH
 # tests another build); it does not build it.

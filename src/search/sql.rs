@@ -113,11 +113,17 @@ fn grammar(catalog: &SqlCatalog) -> String {
                 })
             })
             .collect();
+        // Repetitions are bounded (3 conditions, 6 columns), so every draft ends well inside the
+        // token budget: a small model asked to count or group would otherwise add conditions
+        // until it is cut off.
         g.push_str(&format!(
-            "q{i}: \"SELECT \" s{i} \" FROM \" {} (\" WHERE \" w{i} (\" AND \" w{i})*)? (\" ORDER BY \" c{i} (\" ASC\" | \" DESC\")?)? (\" LIMIT \" LIMIT)?\n",
+            "q{i}: \"SELECT \" s{i} \" FROM \" {} (\" WHERE \" w{i} (\" AND \" w{i} (\" AND \" w{i})?)?)? (\" GROUP BY \" c{i})? (\" ORDER BY \" o{i} (\" ASC\" | \" DESC\")?)? (\" LIMIT \" LIMIT)?\n",
             lark_str(&t.name)
         ));
-        g.push_str(&format!("s{i}: \"*\" | \"count(*)\" | c{i} (\", \" c{i})*\n"));
+        g.push_str(&format!(
+            "s{i}: \"*\" | \"count(*)\" | c{i} \", count(*)\" | c{i} (\", \" c{i} (\", \" c{i} (\", \" c{i} (\", \" c{i} (\", \" c{i})?)?)?)?)?\n"
+        ));
+        g.push_str(&format!("o{i}: c{i} | \"count(*)\"\n"));
         g.push_str(&format!("c{i}: {}\n", cols.join(" | ")));
         g.push_str(&format!(
             "w{i}: c{i} (\" = \" | \" <> \" | \" > \" | \" >= \" | \" < \" | \" <= \") (STRING | NUMBER) | c{i} \" LIKE \" STRING | c{i} (\" IS NULL\" | \" IS NOT NULL\")\n"

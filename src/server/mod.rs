@@ -2,10 +2,10 @@
 //! written for the official Python SDK runs unchanged against a local folder.
 //!
 //! The only module that knows HTTP. Every engine call runs on a blocking thread
-//! ([`blocking`]); long work runs as the engine's jobs, so a shutdown leaves it resumable. Layers,
+//! (`blocking`); long work runs as the engine's jobs, so a shutdown leaves it resumable. Layers,
 //! outermost first: the error envelope (every non-2xx reply becomes
 //! `{"error": {"code", "message", "details", "request_id"}}`), then per route the key and scope
-//! check with rate limits ([`auth`]) and the `Idempotency-Key` replay ([`idempotency`]).
+//! check with rate limits (`auth`) and the `Idempotency-Key` replay (`idempotency`).
 
 // Handlers return `ApiError` by value: it is built once per failed request, never on a hot path.
 #![allow(clippy::result_large_err)]

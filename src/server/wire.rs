@@ -257,12 +257,13 @@ pub fn filter_page(r: &FilterResponse, page_size: u32, base: &Base) -> Value {
 /// The API's import-job status of an ingest job.
 pub fn import_status(job: Option<&Job>, error: bool) -> &'static str {
     match job.map(|j| j.status) {
+        // A cancelled ingest marks its media failed; the import was still cancelled.
+        Some(JobStatus::Cancelled) => "cancelled",
         _ if error => "failed",
         None | Some(JobStatus::Completed) => "completed",
         Some(JobStatus::Pending) => "pending",
         Some(JobStatus::Processing) => "importing",
         Some(JobStatus::Failed) => "failed",
-        Some(JobStatus::Cancelled) => "cancelled",
     }
 }
 

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -167,16 +167,26 @@ class Server:
         return url if urlsplit(url).scheme else self.origin + url
 
 
-def start_server(data_dir: Path, clip_dir: Path, stderr_path: Path, admin_key: str | None = None) -> Server:
+def serve_command(data_dir: Path, clip_dir: Path, *serve_args: str) -> list[str]:
+    """`videovector --data-dir DIR --visual-model CLIP serve SERVE_ARGS...`."""
+    return [str(BINARY), "--data-dir", str(data_dir), "--visual-model", str(clip_dir), "serve", *serve_args]
+
+
+def start_server(
+    data_dir: Path,
+    clip_dir: Path,
+    stderr_path: Path,
+    admin_key: str | None = None,
+    extra_args: Sequence[str] = (),
+) -> Server:
     """Start `videovector --data-dir DIR --visual-model CLIP serve --listen 127.0.0.1:0
-    --media-root fixtures/media` from the repository root with `admin_key` (a fresh one unless
-    given: a restart on the same folder passes the key it had, which the folder already stores),
-    and wait for its `serving URL` line."""
+    --media-root fixtures/media [EXTRA_ARGS]` from the repository root with `admin_key` (a fresh
+    one unless given: a restart on the same folder passes the key it had, which the folder already
+    stores), and wait for its `serving URL` line."""
     admin_key = admin_key or "sk_live_" + secrets.token_hex(24)
     env = dict(os.environ, VIDEOVECTOR_ADMIN_KEY=admin_key)
-    cmd = [str(BINARY), "--data-dir", str(data_dir), "--visual-model", str(clip_dir)]
     # fixtures/media is the one folder whose files may be registered by file:// URI (videos.create).
-    cmd += ["serve", "--listen", "127.0.0.1:0", "--media-root", str(MEDIA)]
+    cmd = serve_command(data_dir, clip_dir, "--listen", "127.0.0.1:0", "--media-root", str(MEDIA), *extra_args)
     with open(stderr_path, "wb") as stderr:
         proc = subprocess.Popen(
             cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True
@@ -222,11 +232,12 @@ class DataFolder:
     def data_dir(self) -> Path:
         return self.root / "data"
 
-    def start(self) -> Server:
-        """Start a server on the folder; the previous one must have exited."""
+    def start(self, extra_args: Sequence[str] = ()) -> Server:
+        """Start a server on the folder (with `extra_args` after `serve`'s own); the previous one
+        must have exited."""
         assert all(s.proc.poll() is not None for s in self.servers), "a server still runs on this folder"
         stderr = self.root / f"serve-{len(self.servers)}.stderr"
-        server = start_server(self.data_dir, self.clip_dir, stderr, admin_key=self.admin_key)
+        server = start_server(self.data_dir, self.clip_dir, stderr, admin_key=self.admin_key, extra_args=extra_args)
         self.servers.append(server)
         return server
 
@@ -389,3 +400,38 @@ def post_oversized(server: Server, path: str, claimed: int, max_send: int) -> tu
     status = re.match(rb"HTTP/1\.[01] (\d{3})", reply)
     assert status, f"no HTTP reply after sending {sent} body bytes: {reply[:200]!r}"
     return int(status.group(1)), reply
+
+
+def raw_get(server: Server, target: str, api_key: str | None = "admin") -> tuple[int, dict[str, str], bytes]:
+    """GET `target` (appended to the API path as is: no client normalises `..` or re-encodes
+    `%2F`) on a raw socket; returns the status, the headers (lower-case names) and the body."""
+    url = urlsplit(server.base_url)
+    key = server.admin_key if api_key == "admin" else api_key
+    head = f"GET {url.path}{target} HTTP/1.1\r\nHost: {url.hostname}:{url.port}\r\nConnection: close\r\n"
+    if key is not None:
+        head += f"X-API-Key: {key}\r\n"
+    reply = b""
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall((head + "\r\n").encode())
+        while data := sock.recv(65536):
+            reply += data
+    head_part, _, body = reply.partition(b"\r\n\r\n")
+    lines = head_part.decode("latin-1").split("\r\n")
+    status = re.match(r"HTTP/1\.[01] (\d{3})", lines[0])
+    assert status, f"no HTTP reply to GET {target}: {reply[:200]!r}"
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if "chunked" in headers.get("transfer-encoding", ""):
+        body = _unchunk(body)
+    return int(status.group(1)), headers, body
+
+
+def _unchunk(body: bytes) -> bytes:
+    out = b""
+    while body:
+        size, _, rest = body.partition(b"\r\n")
+        n = int(size.split(b";")[0] or b"0", 16)
+        if n == 0:
+            break
+        out += rest[:n]
+        body = rest[n + 2 :]
+    return out

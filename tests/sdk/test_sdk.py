@@ -1,8 +1,8 @@
 """The official Python SDK (`videovector==2.0.0`), unchanged, against `videovector serve`.
 
-Every implemented SDK method (but `import_jobs.cancel` and `import_jobs.retry`: COVERAGE.md) is
-called the way the SDK calls it, and each test checks what the engine did, not only that nothing
-raised. Routes the SDK has no method for (SQL search, the event stream, GIF and thumbnail bytes,
+Every implemented SDK method is called the way the SDK calls it (import cancel and retry, and the
+real paths of run cancel and segment retry, in test_sdk_rules.py: COVERAGE.md), and each test
+checks what the engine did, not only that nothing raised. Routes the SDK has no method for (SQL search, the event stream, GIF and thumbnail bytes,
 malformed bodies) are driven with httpx.
 
 Work is kept small for two CPU cores: one upload of bikes.mp4, a few still images, and prompt

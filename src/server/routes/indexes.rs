@@ -49,7 +49,21 @@ pub async fn delete(State(app): State<Shared>, Path(id): Path<String>) -> ApiRes
             return Ok(deletion_reply(&id, done));
         }
         let index = a.engine.indexes().retrieve(&id)?;
+        let mut sources = vec![];
+        let mut cursor = None;
+        loop {
+            let page =
+                a.engine.indexes().list_videos(&index.index_id, &crate::PageRequest { limit: Some(100), cursor })?;
+            sources.extend(page.data.into_iter().map(|m| m.source_path));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
         a.engine.indexes().delete(&index.index_id)?;
+        for source in &sources {
+            crate::server::routes::videos::forget_upload(a, source);
+        }
         let record = a.state.record_deletion(&index.index_id, &[&id], "index")?;
         Ok(deletion_reply(&index.index_id, record))
     })

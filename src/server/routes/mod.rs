@@ -5,7 +5,7 @@ mod account;
 mod indexes;
 mod prompts;
 mod search;
-mod videos;
+pub(crate) mod videos;
 mod workflow;
 
 use axum::routing::{get, post};

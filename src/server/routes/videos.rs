@@ -86,6 +86,9 @@ fn import_json(a: &App, row: &ImportRow) -> Result<Value> {
         .or_else(|| media.as_ref().and_then(|m| m.error.clone()));
     let failed_media = media.as_ref().is_some_and(|m| m.status == crate::Status::Failed);
     let status = wire::import_status(job.as_ref(), row.error.is_some() || failed_media);
+    if status == "failed" || status == "cancelled" {
+        forget_upload(a, &row.source_path);
+    }
     let done = status == "completed";
     let output = row.video_id.as_ref().map(|v| {
         json!({
@@ -117,6 +120,19 @@ fn import_json(a: &App, row: &ImportRow) -> Result<Value> {
         "failed_files_next_cursor": null,
         "engine_job_id": row.engine_job_id,
     }))
+}
+
+/// Remove the uploaded copy at `source_path` (its folder under `uploads/`) once nothing will read
+/// it: the import failed or was cancelled, or its media was deleted. Other sources are the
+/// user's files and are never touched.
+pub(crate) fn forget_upload(a: &App, source_path: &str) {
+    let uploads = a.engine.data_dir().join("uploads");
+    let path = FsPath::new(source_path);
+    if let Some(dir) = path.parent().filter(|d| d.parent() == Some(uploads.as_path())) {
+        if dir.exists() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 fn file_json(row: &ImportRow, status: &str, error: Option<&str>) -> Value {
@@ -206,6 +222,12 @@ pub async fn import_retry(State(app): State<Shared>, Path(id): Path<String>) -> 
             return Ok(current);
         }
         let path = PathBuf::from(&row.source_path);
+        if !path.is_file() {
+            return Err(crate::Error::Conflict(format!(
+                "the file of import job {id} ({}) is not kept after a failed upload; upload it again",
+                row.file_name
+            )));
+        }
         import_file(a, &path, &row.file_name, None, row.target_index_id.clone(), &row.source_kind, row.bytes)
     })
     .await?;
@@ -479,7 +501,9 @@ pub async fn delete(State(app): State<Shared>, Path(id): Path<String>) -> ApiRes
         if let Some(done) = a.state.deletion(&id, "video")? {
             return Ok(video_deletion(&id, done));
         }
+        let media = a.engine.videos().retrieve(&id)?;
         a.engine.videos().delete(&id)?;
+        forget_upload(a, &media.source_path);
         Ok(video_deletion(&id, a.state.record_deletion(&id, &[], "video")?))
     })
     .await?)
