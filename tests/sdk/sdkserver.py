@@ -37,6 +37,18 @@ REPO = Path(__file__).resolve().parents[2]
 # Another build (say target/release/videovector) can be tested with VIDEOVECTOR_BIN=PATH.
 BINARY = Path(os.environ.get("VIDEOVECTOR_BIN") or REPO / "target" / "debug" / "videovector").resolve()
 MEDIA = REPO / "fixtures" / "media"
+# Import-job phases in which the engine is still queueing or already done.
+IDLE_PHASES = {None, "queued", "done"}
+# A small extraction schema and its instructions, for runs over a picture.
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "place": {"type": "string", "enum": ["sky", "street"], "description": "where it is"},
+        "people": {"type": "integer", "description": "how many people"},
+    },
+    "required": ["place", "people"],
+}
+PROMPT_TEXT = "Look at the picture and fill in every field from what can be seen."
 GOLDEN = REPO / "tests" / "golden"
 
 KEY_RE = re.compile(r"^sk_live_[0-9a-f]{48}$")

@@ -18,13 +18,15 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import videovector
 from sdkserver import (
+    IDLE_PHASES,
     IMPORT_TIMEOUT_S,
     MEDIA,
+    PROMPT_TEXT,
+    SCHEMA,
     RUN_TIMEOUT_S,
     DataFolder,
     Ingested,
@@ -46,18 +48,7 @@ from videovector import (
 )
 
 BIKES_DURATION = 10.0
-# Import-job phases in which the engine is still queueing or already done (test_shutdown.py).
-IDLE_PHASES = {None, "queued", "done"}
 RUN_FINAL = {"completed", "completed_with_failures", "failed", "cancelled"}
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "place": {"type": "string", "enum": ["sky", "street"], "description": "where it is"},
-        "people": {"type": "integer", "description": "how many people"},
-    },
-    "required": ["place", "people"],
-}
-PROMPT_TEXT = "Look at the picture and fill in every field from what can be seen."
 # Text that is no media, whatever its name says (unique per session: no upload dedupes it).
 NOT_MEDIA = f"this is a text file, not a video ({secrets.token_hex(8)})\n".encode() * 4
 

@@ -23,7 +23,10 @@ from urllib.parse import urlsplit
 import pytest
 import videovector
 from sdkserver import (
+    IDLE_PHASES,
     MEDIA,
+    PROMPT_TEXT,
+    SCHEMA,
     DataFolder,
     Server,
     poll,
@@ -38,18 +41,6 @@ LONG_DURATION = 60.0
 # Bounds of this file: a stop after SIGTERM, and the resumed ingest of long_1min.mp4.
 EXIT_TIMEOUT_S = 30
 RESUME_TIMEOUT_S = 120
-# Import-job phases in which the engine is still queueing or already done.
-IDLE_PHASES = {None, "queued", "done"}
-
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "place": {"type": "string", "enum": ["sky", "street"], "description": "where it is"},
-        "people": {"type": "integer", "description": "how many people"},
-    },
-    "required": ["place", "people"],
-}
-PROMPT_TEXT = "Look at the picture and fill in every field from what can be seen."
 ROCKET_B64 = base64.b64encode((MEDIA / "rocket.jpg").read_bytes()).decode()
 
 

@@ -329,11 +329,6 @@ pub(crate) async fn receive(app: &Shared, mut form: Multipart) -> ApiResult<Uplo
     Err(ApiError::invalid("file", "the multipart body has no `file` part"))
 }
 
-/// An idempotency key in the caller's own namespace.
-pub(crate) fn caller_key(caller: &Caller, key: &str) -> String {
-    format!("{}:{key}", caller.key_id.as_deref().unwrap_or(""))
-}
-
 pub async fn upload(
     State(app): State<Shared>,
     Extension(caller): Extension<Caller>,
@@ -346,29 +341,46 @@ pub async fn upload(
         check_len("title", t, 1, 255)?;
     }
     let index = up.field("index_id").filter(|i| !i.trim().is_empty());
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|k| !k.is_empty());
     let print = fingerprint(&[
         title.as_deref().unwrap_or("").as_bytes(),
         index.as_deref().unwrap_or("").as_bytes(),
         up.file_name.as_bytes(),
         &up.sha256,
     ]);
+    finish_upload(&app, &caller, &headers, "POST /videos/upload", print, up, move |a, up| {
+        let title = title.or(Some(up.file_name.clone()));
+        import_file(a, &up.path, &up.file_name, title, index, "upload", up.bytes)
+    })
+    .await
+}
+
+/// Import an uploaded file once per `Idempotency-Key` (in the caller's own namespace, with
+/// `print` as the request's fingerprint), and keep the uploaded copy only if it became media.
+pub(crate) async fn finish_upload(
+    app: &Shared,
+    caller: &Caller,
+    headers: &HeaderMap,
+    route: &str,
+    print: Vec<u8>,
+    up: Upload,
+    import: impl FnOnce(&App, &Upload) -> Result<Value> + Send + 'static,
+) -> ApiResult {
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|k| !k.is_empty());
     let cleanup = Cleanup(up.path.parent().map(FsPath::to_path_buf));
     let work = {
         let app = app.clone();
         async move {
-            let r = blocking(&app, move |a| {
-                import_file(a, &up.path, &up.file_name, title.or(Some(up.file_name.clone())), index, "upload", up.bytes)
-            })
-            .await;
-            match r {
+            match blocking(&app, move |a| import(a, &up)).await {
                 Ok(v) => accepted_import(v),
                 Err(e) => e.into_response(),
             }
         }
     };
     let response = match key {
-        Some(k) => run_once(&app, caller_key(&caller, k), "POST /videos/upload".into(), print, work).await?,
+        Some(k) => {
+            let key = format!("{}:{k}", caller.key_id.as_deref().unwrap_or(""));
+            run_once(app, key, route.into(), print, work).await?
+        }
         None => work.await,
     };
     cleanup.keep_if(&response);

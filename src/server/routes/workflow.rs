@@ -4,15 +4,14 @@
 
 use axum::extract::{Extension, Multipart, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::videos::{accepted_import, caller_key, import_file, receive, Cleanup};
+use super::videos::{finish_upload, import_file, receive};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::idempotency::{fingerprint, run_once};
+use crate::server::idempotency::fingerprint;
 use crate::server::{base, blocking, ok, reply, wire, App, Json, Shared};
 use crate::{Condition, FilterSearch, NewPrompt, RunRequest, RunTarget, TextSearch};
 
@@ -35,46 +34,28 @@ pub async fn upload(
     form: Multipart,
 ) -> ApiResult {
     let up = receive(&app, form).await?;
-    let cleanup = Cleanup(up.path.parent().map(std::path::Path::to_path_buf));
     let (title, index_id, index_name) = (up.field("title"), up.field("index_id"), up.field("index_name"));
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(|k| k.trim().to_string());
     let print = fingerprint(&[
         title.as_deref().unwrap_or("").as_bytes(),
         index_id.as_deref().unwrap_or("").as_bytes(),
         index_name.as_deref().unwrap_or("").as_bytes(),
         &up.sha256,
     ]);
-    let work = {
-        let app = app.clone();
-        async move {
-            let r = blocking(&app, move |a| {
-                let (index, created) = match (index_id.filter(|i| !i.is_empty()), index_name.filter(|n| !n.is_empty()))
-                {
-                    (Some(i), _) => (Some(i), false),
-                    (None, Some(n)) => {
-                        let (i, c) = index_by_name(a, &n)?;
-                        (Some(i), c)
-                    }
-                    (None, None) => (None, false),
-                };
-                let title = title.filter(|t| !t.trim().is_empty()).or(Some(up.file_name.clone()));
-                let mut job = import_file(a, &up.path, &up.file_name, title, index, "upload", up.bytes)?;
-                job["index_created"] = json!(created);
-                Ok(job)
-            })
-            .await;
-            match r {
-                Ok(v) => accepted_import(v),
-                Err(e) => e.into_response(),
+    finish_upload(&app, &caller, &headers, "POST /workflow/upload", print, up, move |a, up| {
+        let (index, created) = match (index_id.filter(|i| !i.is_empty()), index_name.filter(|n| !n.is_empty())) {
+            (Some(i), _) => (Some(i), false),
+            (None, Some(n)) => {
+                let (i, c) = index_by_name(a, &n)?;
+                (Some(i), c)
             }
-        }
-    };
-    let response = match key.filter(|k| !k.is_empty()) {
-        Some(k) => run_once(&app, caller_key(&caller, &k), "POST /workflow/upload".into(), print, work).await?,
-        None => work.await,
-    };
-    cleanup.keep_if(&response);
-    Ok(response)
+            (None, None) => (None, false),
+        };
+        let title = title.filter(|t| !t.trim().is_empty()).or(Some(up.file_name.clone()));
+        let mut job = import_file(a, &up.path, &up.file_name, title, index, "upload", up.bytes)?;
+        job["index_created"] = json!(created);
+        Ok(job)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
