@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::check_len;
+use super::{check_len, every};
 use crate::server::auth::{self, Caller, SCOPES};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::KeyRow;
@@ -191,16 +191,8 @@ fn totals(a: &crate::server::App, from: i64, to: i64) -> crate::Result<(Value, V
             tokens += c.input_tokens + c.output_tokens;
         }
     }
-    let mut media: u64 = a.engine.indexes().list()?.iter().map(|i| i.video_count).sum();
-    let mut cursor = None;
-    loop {
-        let page = a.engine.videos().list_playground(&crate::PageRequest { limit: Some(100), cursor })?;
-        media += page.data.len() as u64;
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+    let in_indexes: u64 = a.engine.indexes().list()?.iter().map(|i| i.video_count).sum();
+    let media = in_indexes + every(|page| a.engine.videos().list_playground(&page))?.len() as u64;
     let metrics: serde_json::Map<String, Value> = counted.iter().map(|(m, sum, _)| (m.clone(), json!(sum))).collect();
     let totals = json!({
         "total_tokens": tokens, "total_searches": metric("search_requests") as u64,

@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{check_len, offset_page, PageQuery};
+use super::{check_len, every, offset_page, PageQuery};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::{base, blocking, ok, reply, wire, Json, Shared};
 
@@ -49,20 +49,10 @@ pub async fn delete(State(app): State<Shared>, Path(id): Path<String>) -> ApiRes
             return Ok(deletion_reply(&id, done));
         }
         let index = a.engine.indexes().retrieve(&id)?;
-        let mut sources = vec![];
-        let mut cursor = None;
-        loop {
-            let page =
-                a.engine.indexes().list_videos(&index.index_id, &crate::PageRequest { limit: Some(100), cursor })?;
-            sources.extend(page.data.into_iter().map(|m| m.source_path));
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
+        let media = every(|page| a.engine.indexes().list_videos(&index.index_id, &page))?;
         a.engine.indexes().delete(&index.index_id)?;
-        for source in &sources {
-            crate::server::routes::videos::forget_upload(a, source);
+        for m in &media {
+            super::videos::forget_upload(a, &m.source_path);
         }
         let record = a.state.record_deletion(&index.index_id, &[&id], "index")?;
         Ok(deletion_reply(&index.index_id, record))

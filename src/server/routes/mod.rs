@@ -144,6 +144,19 @@ pub fn offset_page<T>(
     Ok((page, limit, next))
 }
 
+/// Every item of a cursor-paged engine listing, read 100 at a time.
+pub fn every<T>(mut page: impl FnMut(PageRequest) -> crate::Result<crate::Page<T>>) -> crate::Result<Vec<T>> {
+    let (mut all, mut cursor) = (vec![], None);
+    loop {
+        let p = page(PageRequest { limit: Some(100), cursor })?;
+        all.extend(p.data);
+        match p.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(all),
+        }
+    }
+}
+
 /// A name of `min..=max` characters.
 pub fn check_len(field: &str, value: &str, min: usize, max: usize) -> ApiResult<()> {
     let n = value.trim().chars().count();

@@ -47,18 +47,18 @@ fn decode_image(data: &str) -> ApiResult<ImageInput> {
         .map_err(|e| ApiError::invalid("image_data", format!("not base64: {e}")))
 }
 
-fn record(a: &App, kind: &str) -> crate::Result<()> {
+pub(crate) fn record(a: &App, kind: &str) -> crate::Result<()> {
     a.state.record_usage("search_requests", 1.0, "requests", Some(&json!({ "search": kind })))
 }
 
 /// Hits as `SearchResult`s, with their media's title and type.
-fn hits(a: &App, r: &SearchResponse, base: &wire::Base, fused: bool) -> crate::Result<Value> {
+pub(crate) fn hits(a: &App, r: &SearchResponse, base: &wire::Base, fused: bool) -> crate::Result<Vec<Value>> {
     let mut ids: Vec<String> = r.results.iter().map(|h| h.video_id.to_string()).collect();
     ids.sort();
     ids.dedup();
     let media: HashMap<String, Media> =
         a.engine.videos().batch_retrieve(&ids)?.data.into_iter().map(|m| (m.video_id.to_string(), m)).collect();
-    Ok(Value::Array(r.results.iter().map(|h| wire::hit(h, media.get(h.video_id.as_str()), base, fused)).collect()))
+    Ok(r.results.iter().map(|h| wire::hit(h, media.get(h.video_id.as_str()), base, fused)).collect())
 }
 
 #[derive(Deserialize)]
@@ -85,7 +85,7 @@ pub async fn text(
         req.top_k = b.top_k;
         let r = a.engine.search().text(scope(&index).as_deref(), &req)?;
         record(a, "text")?;
-        hits(a, &r, &base, false)
+        hits(a, &r, &base, false).map(Value::Array)
     })
     .await?)
 }
@@ -109,7 +109,7 @@ async fn image_search(app: Shared, index: Option<String>, headers: HeaderMap, b:
         req.top_k = b.top_k;
         let r = a.engine.search().image(index.as_deref(), &req)?;
         record(a, "image")?;
-        hits(a, &r, &base, false)
+        hits(a, &r, &base, false).map(Value::Array)
     })
     .await?)
 }
@@ -172,7 +172,7 @@ pub async fn multimodal(
         req.top_k = b.top_k;
         let r = a.engine.search().multimodal(scope(&index).as_deref(), &req)?;
         record(a, "multimodal")?;
-        hits(a, &r, &base, true)
+        hits(a, &r, &base, true).map(Value::Array)
     })
     .await?)
 }
@@ -233,7 +233,7 @@ pub async fn multi_run(State(app): State<Shared>, headers: HeaderMap, Json(b): J
         req.top_k = b.top_k;
         let r = a.engine.search().multi_run(&req)?;
         record(a, "multi_run")?;
-        hits(a, &r, &base, false)
+        hits(a, &r, &base, false).map(Value::Array)
     })
     .await?)
 }
@@ -261,7 +261,7 @@ pub async fn playground(
         req.top_k = b.top_k;
         let r = a.engine.search().text(None, &req)?;
         record(a, "playground")?;
-        hits(a, &r, &base, false)
+        hits(a, &r, &base, false).map(Value::Array)
     })
     .await?)
 }

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{check_len, offset_page, PageQuery};
+use super::{check_len, every, offset_page, PageQuery};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::idempotency::{fingerprint, run_once};
@@ -661,20 +661,15 @@ pub async fn batch_segments(State(app): State<Shared>, headers: HeaderMap, Json(
     let out = blocking(&app, move |a| {
         let mut out = vec![];
         for (video_id, run_id) in targets {
-            let mut segments = vec![];
-            let mut cursor = None;
-            loop {
-                let mut q = SegmentQuery::new().page(crate::PageRequest { limit: Some(100), cursor });
-                if let Some(r) = &run_id {
-                    q = q.run_id(r.clone());
-                }
-                let page = a.engine.videos().list_segments(&video_id, &q)?;
-                segments.extend(page.data.iter().map(|s| wire::segment(s, &base)));
-                match page.next_cursor {
-                    Some(c) => cursor = Some(c),
-                    None => break,
-                }
-            }
+            let segments = every(|page| {
+                let q = SegmentQuery::new().page(page);
+                let q = match &run_id {
+                    Some(r) => q.run_id(r.clone()),
+                    None => q,
+                };
+                a.engine.videos().list_segments(&video_id, &q)
+            })?;
+            let segments: Vec<Value> = segments.iter().map(|s| wire::segment(s, &base)).collect();
             out.push(json!({ "video_id": video_id, "run_id": run_id, "segments": segments }));
         }
         Ok(out)

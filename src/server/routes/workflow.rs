@@ -8,6 +8,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::search::{hits, record};
 use super::videos::{finish_upload, import_file, receive};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult};
@@ -242,16 +243,8 @@ fn run_search(a: &App, body: &SearchBody, base: &wire::Base) -> crate::Result<Va
         (Some(q), None) => {
             let r =
                 a.engine.search().text(index.as_deref(), &TextSearch::new(q.clone()).top_k(window).run_ids(runs))?;
-            a.state.record_usage("search_requests", 1.0, "requests", Some(&json!({ "search": "workflow" })))?;
-            let mut ids: Vec<String> = r.results.iter().map(|h| h.video_id.to_string()).collect();
-            ids.dedup();
-            let media = a.engine.videos().batch_retrieve(&ids)?.data;
-            let hits: Vec<Value> = r
-                .results
-                .iter()
-                .map(|h| wire::hit(h, media.iter().find(|m| m.video_id == h.video_id), base, false))
-                .collect();
-            ("vector", hits)
+            record(a, "workflow")?;
+            ("vector", hits(a, &r, base, false)?)
         }
         (None, Some(filters)) => {
             let conditions =
@@ -260,7 +253,7 @@ fn run_search(a: &App, body: &SearchBody, base: &wire::Base) -> crate::Result<Va
                 .engine
                 .search()
                 .filter(index.as_deref(), &FilterSearch::new(conditions).page_size(window as u32).run_ids(runs))?;
-            a.state.record_usage("search_requests", 1.0, "requests", Some(&json!({ "search": "workflow" })))?;
+            record(a, "workflow")?;
             let page = wire::filter_page(&r, window as u32, base);
             ("condition", page["data"].as_array().cloned().unwrap_or_default())
         }
