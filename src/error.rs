@@ -76,6 +76,11 @@ pub enum Error {
     #[error("model mismatch: {0}")]
     ModelMismatch(String),
 
+    /// A connector's storage (a folder, S3, Azure Blob, GCS) or a webhook's receiver failed or
+    /// refused; `target` names the connector or URL (HTTP 502).
+    #[error("{target}: {message}")]
+    Remote { target: String, message: String },
+
     /// The work was stopped on request (cooperative cancellation) or by a shutdown.
     #[error("cancelled")]
     Cancelled,
@@ -95,6 +100,7 @@ pub enum ErrorKind {
     TooLarge,
     Unprocessable,
     Unavailable,
+    BadGateway,
     Internal,
 }
 
@@ -108,6 +114,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => 413,
             ErrorKind::Unprocessable => 422,
             ErrorKind::Unavailable => 503,
+            ErrorKind::BadGateway => 502,
             ErrorKind::Internal => 500,
         }
     }
@@ -126,6 +133,7 @@ impl Error {
                 ErrorKind::Unprocessable
             }
             Error::ModelMissing { .. } | Error::ModelUnavailable(_) => ErrorKind::Unavailable,
+            Error::Remote { .. } => ErrorKind::BadGateway,
             Error::Io { .. } | Error::Store(_) | Error::Model { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -147,6 +155,7 @@ impl Error {
             Error::ModelUnavailable(_) => "model_unavailable",
             Error::Model { .. } => "model_error",
             Error::ModelMismatch(_) => "model_mismatch",
+            Error::Remote { .. } => "remote_error",
             Error::Cancelled => "cancelled",
             Error::Internal(_) => "internal_error",
         }
@@ -162,6 +171,10 @@ impl Error {
 
     pub(crate) fn media(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Media { path: path.into(), message: message.into() }
+    }
+
+    pub(crate) fn remote(target: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Error::Remote { target: target.into(), message: message.to_string() }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -18,6 +18,7 @@
 //! # Ok::<(), videovector::Error>(())
 //! ```
 
+pub mod delivery;
 mod engine;
 mod error;
 mod extraction;
@@ -35,9 +36,9 @@ pub mod tools;
 mod types;
 
 pub use engine::{
-    Batch, Embeddings, Engine, EngineOptions, Events, Indexes, IngestResult, Jobs, PromptRuns, Prompts, Search,
-    SegmentEmbedding, SegmentQuery, SqlSearch, StatusSnapshot, Submission, TextEmbedding, TextEmbeddings, Transcript,
-    VideoEmbeddings, Videos,
+    Batch, Connectors, Embeddings, Engine, EngineOptions, Events, Exports, Imports, Indexes, IngestResult, Jobs,
+    PromptRuns, Prompts, Search, SegmentEmbedding, SegmentQuery, SqlSearch, StatusSnapshot, Submission, TextEmbedding,
+    TextEmbeddings, Transcript, VideoEmbeddings, Videos, Webhooks,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use extraction::MAX_REPLY_TOKENS as DEFAULT_MAX_REPLY_TOKENS;

@@ -5,6 +5,7 @@
 //! `Engine` is a cheap clone over shared state and `Send + Sync`: one engine serves many threads.
 //! Long work (an ingest) runs as jobs on the engine's worker threads.
 
+mod delivery;
 mod embeddings;
 mod indexes;
 mod jobs;
@@ -15,6 +16,7 @@ mod videos;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use delivery::{Connectors, Exports, Imports, Webhooks};
 pub use embeddings::{Embeddings, SegmentEmbedding, TextEmbedding, TextEmbeddings, VideoEmbeddings};
 pub use indexes::Indexes;
 pub use jobs::{Events, Jobs};
@@ -102,8 +104,10 @@ impl EngineOptions {
 
 /// What jobs and handles share: the stores and the models.
 pub(crate) struct Core {
+    pub root: PathBuf,
     pub stores: Stores,
     pub models: Models,
+    pub delivery: Arc<crate::delivery::db::Db>,
 }
 
 impl Core {
@@ -129,6 +133,20 @@ impl Core {
                 let retry = self.stores.prompts.retry(&req.retry_id)?;
                 crate::extraction::retry(&self.stores, &self.models, &retry, ctx)
             }
+            JobKind::Import => {
+                let req: crate::delivery::imports::ImportJobRequest = serde_json::from_value(job.request.clone())
+                    .map_err(|e| {
+                        Error::Internal(format!("job {} has an import request this build cannot read: {e}", job.job_id))
+                    })?;
+                delivery::run_import(self, &req.import_id, ctx)
+            }
+            JobKind::Export => {
+                let req: crate::delivery::exports::ExportJobRequest = serde_json::from_value(job.request.clone())
+                    .map_err(|e| {
+                        Error::Internal(format!("job {} has an export request this build cannot read: {e}", job.job_id))
+                    })?;
+                delivery::run_export(self, &req.export_id, ctx)
+            }
             #[allow(unreachable_patterns)]
             _ => Err(Error::Internal(format!(
                 "job {} is of kind {}, which this build does not run",
@@ -144,6 +162,8 @@ impl Core {
 struct Inner {
     root: PathBuf,
     core: Arc<Core>,
+    // Dropped before the pool: no deliveries are sent once the engine is closing.
+    _dispatcher: Option<crate::delivery::webhooks::Dispatcher>,
     pool: WorkerPool,
 }
 
@@ -180,13 +200,21 @@ impl Engine {
         let stores = Stores::embedded(&root, options.ann)?;
         let mut models = Models::new(options.visual_model, options.text_model, options.asr_model, root.clone());
         models.max_reply_tokens = options.max_reply_tokens;
-        let core = Arc::new(Core { stores, models });
+        let delivery = Arc::new(crate::delivery::db::Db::open(&root)?);
+        let core = Arc::new(Core { root: root.clone(), stores, models, delivery });
         let runner: Runner = {
             let core = core.clone();
             Arc::new(move |job: &Job, ctx: &JobContext| core.run_job(job, ctx))
         };
         let pool = WorkerPool::start(options.workers, core.stores.jobs.clone(), runner)?;
-        Ok(Engine { inner: Arc::new(Inner { root, core, pool }) })
+        // Webhooks are sent by engines that run jobs; a read-only engine (0 workers) leaves
+        // them to one that does.
+        let dispatcher = if options.workers > 0 {
+            Some(crate::delivery::webhooks::Dispatcher::start(core.delivery.clone(), core.stores.clone())?)
+        } else {
+            None
+        };
+        Ok(Engine { inner: Arc::new(Inner { root, core, _dispatcher: dispatcher, pool }) })
     }
 
     pub(crate) fn core(&self) -> &Core {
@@ -244,6 +272,26 @@ impl Engine {
     /// The event log: every state change of media and jobs.
     pub fn events(&self) -> Events<'_> {
         Events::new(self)
+    }
+
+    /// `client.connectors`: a local folder, S3, Azure Blob or GCS.
+    pub fn connectors(&self) -> Connectors<'_> {
+        Connectors::new(self)
+    }
+
+    /// `client.import_jobs`: a connector's files imported into an index.
+    pub fn imports(&self) -> Imports<'_> {
+        Imports::new(self)
+    }
+
+    /// `client.exports`: an index or a run written to a file or a connector.
+    pub fn exports(&self) -> Exports<'_> {
+        Exports::new(self)
+    }
+
+    /// `client.webhooks`: signed event deliveries with retries.
+    pub fn webhooks(&self) -> Webhooks<'_> {
+        Webhooks::new(self)
     }
 
     /// The store's own consistency check (for tools and tests after a crash).

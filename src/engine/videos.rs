@@ -13,7 +13,7 @@ use super::Engine;
 use crate::error::{Error, Result};
 use crate::ids::{JobId, VideoId};
 use crate::pipeline::{IngestOptions, IngestRequest};
-use crate::store::{all_segments, MediaFilter, NewMedia};
+use crate::store::{all_segments, MediaFilter, NewMedia, Stores};
 use crate::types::{
     Job, JobKind, JobRequest, JobStatus, Media, MediaType, Page, PageRequest, Phrase, Scope, Segment, SegmentKind,
     Status,
@@ -182,7 +182,7 @@ impl<'a> Videos<'a> {
         }
         let mut out = Vec::new();
         for file in expand_paths(paths)? {
-            out.push(match self.submit_file(&file, &scope, opts) {
+            out.push(match submit_file(self.engine.stores(), &file, &scope, opts) {
                 Ok(s) => s,
                 Err(e @ Error::IdempotencyConflict { .. }) => return Err(e),
                 Err(e) if e.is_store_failure() => return Err(e),
@@ -198,83 +198,81 @@ impl<'a> Videos<'a> {
         self.engine.pool().notify();
         Ok(out)
     }
+}
 
-    fn submit_file(&self, path: &Path, scope: &Scope, opts: &IngestOptions) -> Result<Submission> {
-        let stores = self.engine.stores();
-        let (hash, size) = hash_file(path)?;
-        let source = absolute(path);
-        let existing = match opts.idempotency_key.as_deref() {
-            Some(key) => match stores.catalog.media_by_idempotency_key(key)? {
-                Some(m) if m.content_hash != hash || Scope::of(m.index_id.as_ref()) != *scope => {
-                    return Err(Error::IdempotencyConflict {
-                        key: key.to_string(),
-                        message: format!(
-                            "it was used for {} ({}); {} is different content or another index",
-                            m.video_id,
-                            m.source_path,
-                            path.display()
-                        ),
-                    })
-                }
-                Some(m) => Some(m),
-                None => stores.catalog.media_by_content(scope, &hash)?,
-            },
-            None => stores.catalog.media_by_content(scope, &hash)?,
-        };
-        let submission = |video_id: VideoId, job_id: Option<JobId>, deduplicated| Submission {
-            source_path: source.clone(),
-            video_id: Some(video_id),
-            job_id,
-            deduplicated,
-            error: None,
-        };
-        let request = |video_id: &VideoId| IngestRequest {
-            video_id: video_id.clone(),
-            path: source.clone(),
-            options: opts.clone(),
-        };
-        match existing {
-            Some(m) if m.status == Status::Completed => Ok(submission(m.video_id, None, true)),
-            // Unfinished: its job (pending, or running in some engine) will finish it.
-            Some(m) => match stores.jobs.active_job_for_media(&m.video_id)? {
-                Some(job) => Ok(submission(m.video_id, Some(job.job_id), false)),
-                None => {
-                    let job = self.create_job(&request(&m.video_id), scope)?;
-                    Ok(submission(m.video_id, Some(job.job_id), false))
-                }
-            },
-            None => {
-                let title = opts.title.clone().unwrap_or_else(|| {
-                    path.file_name().map_or_else(|| source.clone(), |n| n.to_string_lossy().into_owned())
-                });
-                let request_json =
-                    serde_json::to_string(opts).map_err(|e| Error::Internal(format!("ingest options: {e}")))?;
-                let media = stores.catalog.insert_media(&NewMedia {
-                    scope,
-                    title: &title,
-                    source_path: &source,
-                    content_hash: &hash,
-                    size_bytes: size,
-                    idempotency_key: opts.idempotency_key.as_deref(),
-                    request_json: &request_json,
-                })?;
-                let job = self.create_job(&request(&media.video_id), scope)?;
-                Ok(submission(media.video_id, Some(job.job_id), false))
+/// Record one file as media of `scope` (or find it there already) and create its ingest job.
+pub(crate) fn submit_file(stores: &Stores, path: &Path, scope: &Scope, opts: &IngestOptions) -> Result<Submission> {
+    let (hash, size) = hash_file(path)?;
+    let source = absolute(path);
+    let existing = match opts.idempotency_key.as_deref() {
+        Some(key) => match stores.catalog.media_by_idempotency_key(key)? {
+            Some(m) if m.content_hash != hash || Scope::of(m.index_id.as_ref()) != *scope => {
+                return Err(Error::IdempotencyConflict {
+                    key: key.to_string(),
+                    message: format!(
+                        "it was used for {} ({}); {} is different content or another index",
+                        m.video_id,
+                        m.source_path,
+                        path.display()
+                    ),
+                })
             }
+            Some(m) => Some(m),
+            None => stores.catalog.media_by_content(scope, &hash)?,
+        },
+        None => stores.catalog.media_by_content(scope, &hash)?,
+    };
+    let submission = |video_id: VideoId, job_id: Option<JobId>, deduplicated| Submission {
+        source_path: source.clone(),
+        video_id: Some(video_id),
+        job_id,
+        deduplicated,
+        error: None,
+    };
+    let request =
+        |video_id: &VideoId| IngestRequest { video_id: video_id.clone(), path: source.clone(), options: opts.clone() };
+    match existing {
+        Some(m) if m.status == Status::Completed => Ok(submission(m.video_id, None, true)),
+        // Unfinished: its job (pending, or running in some engine) will finish it.
+        Some(m) => match stores.jobs.active_job_for_media(&m.video_id)? {
+            Some(job) => Ok(submission(m.video_id, Some(job.job_id), false)),
+            None => {
+                let job = create_job(stores, &request(&m.video_id), scope)?;
+                Ok(submission(m.video_id, Some(job.job_id), false))
+            }
+        },
+        None => {
+            let title = opts.title.clone().unwrap_or_else(|| {
+                path.file_name().map_or_else(|| source.clone(), |n| n.to_string_lossy().into_owned())
+            });
+            let request_json =
+                serde_json::to_string(opts).map_err(|e| Error::Internal(format!("ingest options: {e}")))?;
+            let media = stores.catalog.insert_media(&NewMedia {
+                scope,
+                title: &title,
+                source_path: &source,
+                content_hash: &hash,
+                size_bytes: size,
+                idempotency_key: opts.idempotency_key.as_deref(),
+                request_json: &request_json,
+            })?;
+            let job = create_job(stores, &request(&media.video_id), scope)?;
+            Ok(submission(media.video_id, Some(job.job_id), false))
         }
     }
+}
 
-    fn create_job(&self, request: &IngestRequest, scope: &Scope) -> Result<Job> {
-        let request_json =
-            serde_json::to_string(request).map_err(|e| Error::Internal(format!("ingest request: {e}")))?;
-        self.engine.stores().jobs.create_job(&JobRequest {
-            kind: JobKind::Ingest,
-            video_id: Some(request.video_id.clone()),
-            index_id: scope.index_id().cloned(),
-            request_json,
-        })
-    }
+fn create_job(stores: &Stores, request: &IngestRequest, scope: &Scope) -> Result<Job> {
+    let request_json = serde_json::to_string(request).map_err(|e| Error::Internal(format!("ingest request: {e}")))?;
+    stores.jobs.create_job(&JobRequest {
+        kind: JobKind::Ingest,
+        video_id: Some(request.video_id.clone()),
+        index_id: scope.index_id().cloned(),
+        request_json,
+    })
+}
 
+impl Videos<'_> {
     /// Wait for submitted files' jobs and collect their outcomes.
     fn wait_for(&self, submitted: Vec<Submission>, on_progress: &mut dyn FnMut(&Job)) -> Result<Vec<IngestResult>> {
         let jobs: Vec<JobId> = submitted.iter().filter_map(|s| s.job_id.clone()).collect();
@@ -327,7 +325,7 @@ impl<'a> Videos<'a> {
                     };
                     let req =
                         IngestRequest { video_id: media.video_id.clone(), path: media.source_path.clone(), options };
-                    self.create_job(&req, &Scope::of(media.index_id.as_ref()))?
+                    create_job(self.engine.stores(), &req, &Scope::of(media.index_id.as_ref()))?
                 }
             };
             submitted.push(Submission {

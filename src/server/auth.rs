@@ -77,7 +77,9 @@ fn need(method: &Method, route: &str) -> Need {
             | "/videos/batch/status"
             | "/videos/batch/segments"
             | "/videos/signed-url"
-            | "/prompt-runs/estimate",
+            | "/prompt-runs/estimate"
+            | "/connectors/{connector_id}/browse"
+            | "/exports/{export_id}/download-url",
         ) => Need::Scope("read"),
         _ => Need::Scope("write"),
     }

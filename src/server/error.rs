@@ -65,6 +65,7 @@ impl From<Error> for ApiError {
             // The SDK raises `IdempotencyError` for a 422 whose code names idempotency.
             ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let (code, details) = match &e {

@@ -276,11 +276,12 @@ pub(crate) trait JobStore: Send + Sync {
 /// The append-only event log.
 pub(crate) trait EventLog: Send + Sync {
     /// Append an event of its own (state changes of media and jobs append theirs inside their
-    /// own transactions); prompt runs and webhooks will be its first callers.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// own transactions): imports and exports.
     fn append(&self, event: &NewEvent) -> Result<u64>;
     /// Events with `event_id > after`, oldest first, at most `limit`.
     fn events_since(&self, after: u64, limit: usize) -> Result<Vec<Event>>;
+    /// The id of the newest event (0 when there is none).
+    fn last_event_id(&self) -> Result<u64>;
 }
 
 /// Everything an engine stores, behind the traits. Cheap to clone.

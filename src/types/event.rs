@@ -27,6 +27,14 @@ super::api_enum! {
         PromptRunCompleted = "prompt_run.completed",
         PromptRunFailed = "prompt_run.failed",
         PromptRunCancelled = "prompt_run.cancelled",
+        ImportJobStarted = "import_job.started",
+        ImportJobProgress = "import_job.progress",
+        ImportJobCompleted = "import_job.completed",
+        /// Completed with some files failed.
+        ImportJobPartialCompleted = "import_job.partial_completed",
+        ImportJobFailed = "import_job.failed",
+        ExportReady = "export.ready",
+        ExportFailed = "export.failed",
     }
 }
 

@@ -35,6 +35,10 @@ super::api_enum! {
         PromptRun = "prompt_run",
         /// Run one segment of a prompt run again.
         SegmentRetry = "segment_retry",
+        /// List a connector's files and import them into an index.
+        Import = "import",
+        /// Write an index or a run to a file or a connector.
+        Export = "export",
     }
 }
 
@@ -48,6 +52,11 @@ super::api_enum! {
         Transcribing = "transcribing",
         /// A prompt run asks the language model about each segment.
         ExtractingFields = "extracting_fields",
+        /// An import lists its connector's files.
+        Scanning = "scanning",
+        /// An import downloads and submits files.
+        Importing = "importing",
+        Exporting = "exporting",
         Done = "done",
     }
 }

@@ -2,6 +2,7 @@
 //! parameters (`/videos/batch` before `/videos/{video_id}`), as the SDK needs.
 
 mod account;
+pub(crate) mod delivery;
 mod indexes;
 mod prompts;
 mod search;
@@ -44,12 +45,37 @@ pub fn routes(app: Shared) -> Router<Shared> {
         .route("/media/{token}", get(videos::media_file))
         .route("/playground/videos", get(videos::playground))
         .route("/playground/search", post(search::playground))
-        .route("/import-jobs", get(videos::import_jobs).post(videos::import_from_connector))
+        .route("/import-jobs", get(videos::import_jobs).post(delivery::create_import))
         .route("/import-jobs/{job_id}", get(videos::import_job))
         .route("/import-jobs/{job_id}/outputs", get(videos::import_outputs))
         .route("/import-jobs/{job_id}/files", get(videos::import_files))
         .route("/import-jobs/{job_id}/cancel", post(videos::import_cancel))
         .route("/import-jobs/{job_id}/retry", post(videos::import_retry))
+        .route("/connectors", get(delivery::connectors))
+        .route("/connectors/s3", post(delivery::create_s3))
+        .route("/connectors/azure", post(delivery::create_azure))
+        .route("/connectors/gcs", post(delivery::create_gcs))
+        .route("/connectors/local", post(delivery::create_local))
+        .route("/connectors/{connector_id}", get(delivery::connector).delete(delivery::delete_connector))
+        .route("/connectors/{connector_id}/test", post(delivery::test_connector))
+        .route("/connectors/{connector_id}/browse", post(delivery::browse))
+        .route("/exports", get(delivery::exports))
+        .route("/exports/index/{index_id}", post(delivery::export_index))
+        .route("/exports/prompt-run/{run_id}", post(delivery::export_run))
+        .route("/exports/{export_id}", get(delivery::export))
+        .route("/exports/{export_id}/download-url", post(delivery::download_url))
+        .route("/exports/{export_id}/download", get(delivery::download))
+        .route("/webhooks", get(delivery::webhooks).post(delivery::create_webhook))
+        .route("/webhooks/events", get(delivery::events))
+        .route(
+            "/webhooks/{webhook_id}",
+            get(delivery::webhook).patch(delivery::update_webhook).delete(delivery::delete_webhook),
+        )
+        .route("/webhooks/{webhook_id}/rotate-secret", post(delivery::rotate_secret))
+        .route("/webhooks/{webhook_id}/test", post(delivery::test_webhook))
+        .route("/webhooks/{webhook_id}/deliveries", get(delivery::deliveries))
+        .route("/webhooks/deliveries/{delivery_id}", get(delivery::delivery))
+        .route("/webhooks/deliveries/{delivery_id}/retry", post(delivery::retry_delivery))
         .route("/prompts", get(prompts::list).post(prompts::create))
         .route("/prompts/test-schema", post(prompts::test_schema))
         .route("/prompts/{prompt_id}", get(prompts::retrieve).put(prompts::update).delete(prompts::delete))

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{check_len, every, offset_page, PageQuery};
+use super::{check_len, delivery, every, offset_page, PageQuery};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::idempotency::{fingerprint, run_once};
@@ -164,27 +164,60 @@ pub async fn import_jobs(State(app): State<Shared>, Query(q): Query<ImportListQu
                 out.push(v);
             }
         }
+        for job in a.engine.imports().list(q.status.as_deref())? {
+            out.push(delivery::import_json(a, &job)?);
+        }
+        // Newest first, uploads and connector imports together.
+        out.sort_by(|x, y| y["created_at"].as_str().cmp(&x["created_at"].as_str()));
         Ok(out)
     })
     .await?;
     ok(Value::Array(jobs))
 }
 
-pub async fn import_job(State(app): State<Shared>, Path(id): Path<String>) -> ApiResult {
-    ok(blocking(&app, move |a| import_json(a, &import_row(a, &id)?)).await?)
+/// An import job of either kind: an upload (the server's record) or a connector import (the
+/// engine's).
+fn any_import_json(a: &App, id: &str) -> Result<Value> {
+    match a.state.import(id)? {
+        Some(row) => import_json(a, &row),
+        None => delivery::import_json(a, &a.engine.imports().retrieve(id)?),
+    }
 }
 
-pub async fn import_outputs(State(app): State<Shared>, Path(id): Path<String>) -> ApiResult {
-    let job = blocking(&app, move |a| import_json(a, &import_row(a, &id)?)).await?;
-    ok(job["outputs"].clone())
+pub async fn import_job(State(app): State<Shared>, Path(id): Path<String>) -> ApiResult {
+    ok(blocking(&app, move |a| any_import_json(a, &id)).await?)
 }
 
 #[derive(Deserialize)]
-pub struct FilesQuery {
+pub struct ItemsQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
     failed_only: Option<bool>,
 }
 
-pub async fn import_files(State(app): State<Shared>, Path(id): Path<String>, Query(q): Query<FilesQuery>) -> ApiResult {
+pub async fn import_outputs(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    Query(q): Query<ItemsQuery>,
+) -> ApiResult {
+    let page = blocking(&app, move |a| match a.state.import(&id)? {
+        Some(row) => Ok(Ok(import_json(a, &row)?["outputs"].clone())),
+        None => Ok(delivery::outputs_page(a, &id, q.limit, q.cursor.as_deref())),
+    })
+    .await??;
+    ok(page)
+}
+
+pub async fn import_files(State(app): State<Shared>, Path(id): Path<String>, Query(q): Query<ItemsQuery>) -> ApiResult {
+    let id2 = id.clone();
+    let connector = blocking(&app, move |a| match a.state.import(&id2)? {
+        Some(_) => Ok(None),
+        None => Ok(Some(delivery::files_page(a, &id2, q.failed_only.unwrap_or(false), q.limit, q.cursor.as_deref()))),
+    })
+    .await?;
+    if let Some(page) = connector {
+        return ok(page?);
+    }
     let (row, status, error) = blocking(&app, move |a| {
         let row = import_row(a, &id)?;
         let v = import_json(a, &row)?;
@@ -201,6 +234,9 @@ pub async fn import_files(State(app): State<Shared>, Path(id): Path<String>, Que
 
 pub async fn import_cancel(State(app): State<Shared>, Path(id): Path<String>) -> ApiResult {
     ok(blocking(&app, move |a| {
+        if a.state.import(&id)?.is_none() {
+            return delivery::import_json(a, &a.engine.imports().cancel(&id)?);
+        }
         let row = import_row(a, &id)?;
         if let Some(job) = &row.engine_job_id {
             let j = a.engine.jobs().get(job)?;
@@ -214,8 +250,19 @@ pub async fn import_cancel(State(app): State<Shared>, Path(id): Path<String>) ->
 }
 
 /// Import the file of a failed import again (as a new import job).
-pub async fn import_retry(State(app): State<Shared>, Path(id): Path<String>) -> ApiResult {
+pub async fn import_retry(State(app): State<Shared>, Path(id): Path<String>, Json(body): Json<Value>) -> ApiResult {
+    // `files` entries are free-form; a `path`, `file_name` or `name` in one picks that file.
+    let files: Option<Vec<String>> = body.get("files").and_then(Value::as_array).map(|fs| {
+        fs.iter()
+            .filter_map(|f| ["path", "file_name", "name"].iter().find_map(|k| f.get(*k).and_then(Value::as_str)))
+            .map(str::to_string)
+            .collect()
+    });
     let v = blocking(&app, move |a| {
+        if a.state.import(&id)?.is_none() {
+            let only = files.as_deref().filter(|f| !f.is_empty());
+            return delivery::import_json(a, &a.engine.imports().retry(&id, only)?);
+        }
         let row = import_row(a, &id)?;
         let current = import_json(a, &row)?;
         if current["status"] != "failed" {
@@ -234,13 +281,15 @@ pub async fn import_retry(State(app): State<Shared>, Path(id): Path<String>) -> 
     Ok(reply(StatusCode::ACCEPTED, v))
 }
 
-pub async fn import_from_connector() -> ApiResult {
-    Err(ApiError::new(
+/// `POST /videos` with a `source_connector_id`: one object of a connector is imported by an
+/// import job instead.
+fn connector_uri() -> ApiError {
+    ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
-        "connectors_unavailable",
-        "imports from connectors are not available in this server yet: upload files (POST /videos/upload) \
-         or register them by path (POST /videos with a file:// video_uri)",
-    ))
+        "use_import_job",
+        "registering one object of a connector by video_uri is not served: create an import job \
+         (POST /import-jobs) with the connector, its prefix and a file_pattern naming the object",
+    )
 }
 
 // ---- uploads and registration ----
@@ -472,7 +521,7 @@ fn percent_decode(s: &str) -> String {
 pub async fn create(State(app): State<Shared>, Json(body): Json<Register>) -> ApiResult {
     check_len("title", &body.title, 1, 255)?;
     if body.source_connector_id.is_some() {
-        return import_from_connector().await;
+        return Err(connector_uri());
     }
     let path = local_path(&body.video_uri)?;
     let uri = body.video_uri.clone();

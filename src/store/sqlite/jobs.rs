@@ -260,6 +260,12 @@ impl EventLog for SqliteStore {
         self.db.write(|tx| append_event(tx, event))
     }
 
+    fn last_event_id(&self) -> Result<u64> {
+        self.db
+            .read(|c| c.query_row("SELECT COALESCE(MAX(event_id), 0) FROM events", [], |r| r.get::<_, i64>(0)).db())
+            .map(|n| n as u64)
+    }
+
     fn events_since(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
         self.db.read(|c| {
             let mut stmt = c
