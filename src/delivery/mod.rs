@@ -16,7 +16,7 @@ pub(crate) mod webhooks;
 pub use connectors::{CloudFile, Connector, ConnectorTest, NewConnector, Provider};
 pub use exports::{Export, ExportFormat, ExportRequest, ExportTarget};
 pub use imports::{ImportFile, ImportJob, ImportOutput, ImportProgress, ImportRequest};
-pub use webhooks::{Delivery, NewWebhook, Webhook, WebhookTest, WebhookUpdate, EVENT_NAMES};
+pub use webhooks::{canonical_json, signature, Delivery, NewWebhook, Webhook, WebhookTest, WebhookUpdate, EVENT_NAMES};
 
 use std::future::Future;
 use std::sync::OnceLock;

@@ -123,6 +123,39 @@ pub struct WebhookUpdate {
     pub metadata: Option<Value>,
 }
 
+impl WebhookUpdate {
+    pub fn new() -> Self {
+        WebhookUpdate::default()
+    }
+
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    pub fn events(mut self, events: &[&str]) -> Self {
+        self.events = Some(events.iter().map(|e| e.to_string()).collect());
+        self
+    }
+
+    /// `None`: events of every index.
+    pub fn index_ids(mut self, ids: Option<Vec<String>>) -> Self {
+        self.index_ids = Some(ids);
+        self
+    }
+
+    /// `active` or `paused`.
+    pub fn status(mut self, status: impl Into<String>) -> Self {
+        self.status = Some(status.into());
+        self
+    }
+}
+
 fn some<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<Vec<String>>>, D::Error> {
     Option::<Vec<String>>::deserialize(d).map(Some)
 }

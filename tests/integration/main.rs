@@ -8,6 +8,7 @@ mod bad_input;
 mod cli;
 mod clip_golden;
 mod common;
+mod delivery;
 mod durability;
 mod filter;
 mod ingest;

@@ -4,7 +4,9 @@ bikes.mp4 in it. A failing test gets the tail of the server's stderr in its repo
 stopped with SIGTERM at the end and must exit 0.
 
 Tests that stop servers (test_shutdown.py) take `data_folder` instead: a folder of their own and
-the servers they start on it, killed at the end of the test if still running.
+the servers they start on it, killed at the end of the test if still running. A module with a
+folder and servers of its own for all its tests (test_delivery.py) registers it with
+`report_folder`, so that its failing tests get those servers' stderr too.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sdkserver import (
 _SERVER = pytest.StashKey[Server]()
 _FIGURES = pytest.StashKey[list[str]]()
 _FOLDER = pytest.StashKey[DataFolder]()
+_MODULE_FOLDERS = pytest.StashKey[list[tuple[str, DataFolder]]]()
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +75,15 @@ def data_folder(tmp_path: Path, tiny_clip: Path, request: pytest.FixtureRequest)
             stop_server(srv.proc, force=True)
 
 
+@pytest.fixture(scope="module")
+def report_folder(request: pytest.FixtureRequest) -> Callable[[DataFolder], None]:
+    """Register a module's own data folder: a failing test of that module gets the stderr of the
+    folder's servers in its report."""
+    module = request.node.nodeid
+    registry = request.config.stash.setdefault(_MODULE_FOLDERS, [])
+    return lambda folder: registry.append((module, folder))
+
+
 @pytest.fixture(scope="session")
 def admin(server: Server) -> Iterator[videovector.VideoVector]:
     """An SDK client holding the bootstrap admin key."""
@@ -110,6 +122,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         for n, own in enumerate(folder.servers):
             state = "running" if own.proc.poll() is None else f"exited with {own.proc.returncode}"
             report.sections.append((f"this test's server #{n} stderr, last 40 lines ({state})", own.stderr_tail(40)))
+    for module, shared in item.config.stash.get(_MODULE_FOLDERS, []):
+        if report.failed and item.nodeid.startswith(module + "::"):
+            for n, own in enumerate(shared.servers):
+                state = "running" if own.proc.poll() is None else f"exited with {own.proc.returncode}"
+                report.sections.append((f"{module} server #{n} stderr, last 40 lines ({state})", own.stderr_tail(40)))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

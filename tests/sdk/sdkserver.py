@@ -7,6 +7,9 @@ The server binary is `target/debug/videovector` (or `$VIDEOVECTOR_BIN`), built b
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import math
 import os
@@ -23,11 +26,13 @@ import sys
 import threading
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import videovector
@@ -190,15 +195,20 @@ def start_server(
     stderr_path: Path,
     admin_key: str | None = None,
     extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    media_roots: Sequence[Path] = (MEDIA,),
 ) -> Server:
     """Start `videovector --data-dir DIR --visual-model CLIP serve --listen 127.0.0.1:0
-    --media-root fixtures/media [EXTRA_ARGS]` from the repository root with `admin_key` (a fresh
-    one unless given: a restart on the same folder passes the key it had, which the folder already
-    stores), and wait for its `serving URL` line."""
+    --media-root ROOT... [EXTRA_ARGS]` from the repository root with `admin_key` (a fresh one
+    unless given: a restart on the same folder passes the key it had, which the folder already
+    stores), and wait for its `serving URL` line. `media_roots` is fixtures/media unless given;
+    `env` adds variables to this process's environment (say `AWS_ENDPOINT_URL`)."""
     admin_key = admin_key or "sk_live_" + secrets.token_hex(24)
-    env = dict(os.environ, VIDEOVECTOR_ADMIN_KEY=admin_key)
-    # fixtures/media is the one folder whose files may be registered by file:// URI (videos.create).
-    cmd = serve_command(data_dir, clip_dir, "--listen", "127.0.0.1:0", "--media-root", str(MEDIA), *extra_args)
+    env = dict(os.environ, **(env or {}), VIDEOVECTOR_ADMIN_KEY=admin_key)
+    # By default fixtures/media is the one folder whose files may be registered by file:// URI
+    # (videos.create) or read by a local connector.
+    roots = [arg for root in media_roots for arg in ("--media-root", str(root))]
+    cmd = serve_command(data_dir, clip_dir, "--listen", "127.0.0.1:0", *roots, *extra_args)
     with open(stderr_path, "wb") as stderr:
         proc = subprocess.Popen(
             cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True
@@ -239,6 +249,9 @@ class DataFolder:
     clip_dir: Path
     admin_key: str = field(default_factory=lambda: "sk_live_" + secrets.token_hex(24))
     servers: list[Server] = field(default_factory=list)
+    # Passed to every start (start_server's own defaults when None).
+    env: dict[str, str] | None = None
+    media_roots: Sequence[Path] = (MEDIA,)
 
     @property
     def data_dir(self) -> Path:
@@ -249,9 +262,23 @@ class DataFolder:
         must have exited."""
         assert all(s.proc.poll() is not None for s in self.servers), "a server still runs on this folder"
         stderr = self.root / f"serve-{len(self.servers)}.stderr"
-        server = start_server(self.data_dir, self.clip_dir, stderr, admin_key=self.admin_key, extra_args=extra_args)
+        server = start_server(
+            self.data_dir,
+            self.clip_dir,
+            stderr,
+            admin_key=self.admin_key,
+            extra_args=extra_args,
+            env=self.env,
+            media_roots=self.media_roots,
+        )
         self.servers.append(server)
         return server
+
+    @property
+    def current(self) -> Server:
+        """The server started last."""
+        assert self.servers, "no server was started on this folder"
+        return self.servers[-1]
 
 
 def stop_server(proc: subprocess.Popen, force: bool = False) -> int | None:
@@ -447,3 +474,276 @@ def _unchunk(body: bytes) -> bytes:
         out += rest[:n]
         body = rest[n + 2 :]
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Local object stores (test_delivery.py): moto's S3 server and azurite's Blob service, each a
+# process on a free loopback port, filled and read with plain HTTP requests
+# --------------------------------------------------------------------------------------------
+
+# Installed by scripts/sdk_test.sh: moto into .venv-sdk, azurite into .cache/azurite.
+MOTO_SERVER = REPO / ".venv-sdk" / "bin" / "moto_server"
+AZURITE_BLOB = REPO / ".cache" / "azurite" / "node_modules" / "azurite" / "dist" / "src" / "blob" / "main.js"
+# The Azure Storage emulator's well-known account and key (published by Microsoft for it).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+# How long moto (a Flask import) and azurite (node) may take to accept connections.
+STORE_START_TIMEOUT_S = 60
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (the kernel's pick for port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_listening(port: int, proc: subprocess.Popen, what: str, log: Path, timeout: float = STORE_START_TIMEOUT_S) -> None:
+    """Wait until something accepts connections on 127.0.0.1:`port`; fail if `proc` exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before listening:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} does not listen on port {port} after {timeout} s")
+            time.sleep(0.05)
+
+
+@dataclass
+class StoreProcess:
+    """A local storage server: its process, port and log."""
+
+    what: str
+    proc: subprocess.Popen
+    port: int
+    log: Path
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait(self) -> "StoreProcess":
+        wait_listening(self.port, self.proc, self.what, self.log)
+        return self
+
+    def stop(self) -> None:
+        stop_server(self.proc, force=True)
+
+
+def spawn_moto(log: Path) -> StoreProcess:
+    """Start moto's server (every AWS service it mocks, S3 among them; no signature checks) on a
+    free port without waiting for it (`.wait()` does)."""
+    if not MOTO_SERVER.exists():
+        raise RuntimeError(f"{MOTO_SERVER} is missing: run the tests with `bash scripts/sdk_test.sh`")
+    port = free_port()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return StoreProcess("moto_server", proc, port, log)
+
+
+def spawn_azurite(location: Path, log: Path) -> StoreProcess:
+    """Start azurite's Blob service on a free port with its files under `location`, without
+    waiting for it (`.wait()` does)."""
+    if not AZURITE_BLOB.exists():
+        raise RuntimeError(f"{AZURITE_BLOB} is missing: run the tests with `bash scripts/sdk_test.sh`")
+    port = free_port()
+    location.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        shutil.which("node") or "node",
+        str(AZURITE_BLOB),
+        "--blobHost", "127.0.0.1",
+        "--blobPort", str(port),
+        "--location", str(location),
+        "--silent",
+        "--skipApiVersionCheck",
+    ]  # fmt: skip
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    return StoreProcess("azurite-blob", proc, port, log)
+
+
+# moto checks no signature, but a request without credentials is anonymous, and private objects
+# (all of them here) refuse anonymous reads: every request names an access key.
+S3_AUTHORIZATION = (
+    "AWS4-HMAC-SHA256 Credential=AKIATESTKEY0000/20260101/us-east-1/s3/aws4_request, "
+    "SignedHeaders=host, Signature=" + "0" * 64
+)
+
+
+def s3_request(endpoint: str, method: str, key: str, body: bytes = b"") -> httpx.Response:
+    """A request to moto's S3 (path style: `/bucket[/key]`) with an unsigned Authorization."""
+    headers = {"Authorization": S3_AUTHORIZATION}
+    return httpx.request(method, f"{endpoint}/{key}", content=body, headers=headers, timeout=30)
+
+
+def azure_request(
+    endpoint: str,
+    method: str,
+    resource: str,
+    params: Mapping[str, str] | None = None,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """A request to azurite's Blob service (path style: `/devstoreaccount1/container[/blob]`),
+    signed with the emulator's account key as Shared Key (the 2015-02-21+ string to sign)."""
+    path = f"/{AZURITE_ACCOUNT}/{quote(resource)}"
+    params = dict(params or {})
+    sent = {k.lower(): v for k, v in (headers or {}).items()}
+    sent["x-ms-date"] = formatdate(usegmt=True)
+    sent["x-ms-version"] = "2021-08-06"
+    standard = [
+        method,
+        sent.get("content-encoding", ""),
+        sent.get("content-language", ""),
+        str(len(body)) if body else "",  # Content-Length, empty when 0
+        sent.get("content-md5", ""),
+        sent.get("content-type", ""),
+        "",  # Date (x-ms-date is sent instead)
+        sent.get("if-modified-since", ""),
+        sent.get("if-match", ""),
+        sent.get("if-none-match", ""),
+        sent.get("if-unmodified-since", ""),
+        sent.get("range", ""),
+    ]
+    canonical_headers = "".join(f"{k}:{v.strip()}\n" for k, v in sorted(sent.items()) if k.startswith("x-ms-"))
+    canonical_resource = f"/{AZURITE_ACCOUNT}{path}" + "".join(
+        f"\n{k.lower()}:{v}" for k, v in sorted(params.items(), key=lambda kv: kv[0].lower())
+    )
+    to_sign = "\n".join(standard) + "\n" + canonical_headers + canonical_resource
+    mac = hmac.new(base64.b64decode(AZURITE_KEY), to_sign.encode("utf-8"), hashlib.sha256).digest()
+    sent["authorization"] = f"SharedKey {AZURITE_ACCOUNT}:{base64.b64encode(mac).decode()}"
+    return httpx.request(method, endpoint + path, params=params, content=body, headers=sent, timeout=30)
+
+
+def azure_create_container(endpoint: str, container: str) -> None:
+    r = azure_request(endpoint, "PUT", container, params={"restype": "container"})
+    assert r.status_code == 201, f"create container {container}: {r.status_code} {r.text[:500]}"
+
+
+def azure_put_blob(endpoint: str, container: str, name: str, body: bytes) -> None:
+    r = azure_request(endpoint, "PUT", f"{container}/{name}", body=body, headers={"x-ms-blob-type": "BlockBlob"})
+    assert r.status_code == 201, f"put blob {container}/{name}: {r.status_code} {r.text[:500]}"
+
+
+# --------------------------------------------------------------------------------------------
+# A webhook receiver and a tap on the SDK's replies
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Receipt:
+    """One POST the receiver got: its path, headers (lower-case names), body, when (time.time()),
+    what it answered, and which known secret the signature verified with (None: none did)."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+    answered: int
+    verified_by: str | None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def delivery_id(self) -> str:
+        return self.headers.get("x-delivery-id", "")
+
+
+def webhook_signature(secret: str, body: bytes) -> str:
+    """`sha256=<hex HMAC-SHA256(secret, body)>`, the `X-Webhook-Signature` of a delivery."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+class WebhookReceiver:
+    """An HTTP server on a loopback port (kept across stop/start) that records every POST and
+    checks its signature against every secret in `secrets`. It answers the next status queued for
+    the path in `plan` (say `{"/main": [500]}`: the first delivery there is refused), else
+    `status.get(path, 200)`."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.secrets: set[str] = set()
+        self.plan: dict[str, list[int]] = {}
+        self.status: dict[str, int] = {}
+        self.receipts: list[Receipt] = []
+        self.lock = threading.Lock()
+        self._httpd: Any = None
+        self._thread: threading.Thread | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                at = time.time()
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                given = headers.get("x-webhook-signature", "")
+                with receiver.lock:
+                    verified = next((s for s in receiver.secrets if webhook_signature(s, body) == given), None)
+                    queued = receiver.plan.get(self.path)
+                    answer = queued.pop(0) if queued else receiver.status.get(self.path, 200)
+                    receiver.receipts.append(Receipt(self.path, headers, body, at, answer, verified))
+                reply = b'{"received": true}'
+                self.send_response(answer)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)  # reuses the address
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="webhook-receiver", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop listening: a delivery now meets a refused connection."""
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def on(self, path: str) -> list[Receipt]:
+        with self.lock:
+            return [r for r in self.receipts if r.path == path]
+
+
+@dataclass
+class Reply:
+    method: str
+    url: str
+    status: int
+    body: bytes
+
+
+def tap(client: VideoVector) -> list[Reply]:
+    """Record the raw body of every reply the SDK client reads from now on (except export
+    downloads, which the SDK streams itself), to look for what its models drop: say a secret."""
+    replies: list[Reply] = []
+
+    def hook(response: httpx.Response) -> None:
+        if response.request.url.path.endswith("/download"):
+            return
+        response.read()
+        replies.append(Reply(response.request.method, str(response.request.url), response.status_code, response.content))
+
+    client._http._client.event_hooks["response"].append(hook)  # the SDK's own httpx.Client
+    return replies

@@ -1,0 +1,324 @@
+//! Connectors, imports, exports and webhooks through the library, on a local-folder connector
+//! (the SDK tests cover S3 and Azure against emulators).
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use videovector::delivery::{ExportFormat, ExportRequest, ImportRequest, NewConnector, NewWebhook, WebhookUpdate};
+use videovector::{Engine, EngineOptions, ModelChoice, SegmentKind};
+
+use crate::common::{fixture, segments_of};
+
+fn open(dir: &Path) -> Engine {
+    let options = EngineOptions::new().visual_model(ModelChoice::Off).asr_model(ModelChoice::Off);
+    Engine::open_with(dir, options).expect("engine opens")
+}
+
+fn wait_import(engine: &Engine, id: &str) -> videovector::delivery::ImportJob {
+    let start = Instant::now();
+    loop {
+        let job = engine.imports().retrieve(id).expect("import");
+        if matches!(job.status.as_str(), "completed" | "failed" | "cancelled") {
+            return job;
+        }
+        assert!(start.elapsed() < Duration::from_secs(180), "import {id} still {} after 180 s", job.status);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_export(engine: &Engine, id: &str) -> videovector::delivery::Export {
+    let start = Instant::now();
+    loop {
+        let e = engine.exports().retrieve(id).expect("export");
+        if e.status == "completed" || e.status == "failed" {
+            return e;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "export {id} still {} after 120 s", e.status);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One received POST: headers (lower-case names) and body.
+#[derive(Clone, Debug)]
+struct Received {
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+/// A webhook receiver on loopback: answers 500 to the first request, 200 afterwards.
+fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = HashMap::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap_or(0);
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.trim_end().split_once(':') {
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                }
+            }
+            let len: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap_or(());
+            let first = {
+                let mut log = log.lock().unwrap();
+                log.push(Received { headers, body: String::from_utf8_lossy(&body).into_owned() });
+                log.len() == 1
+            };
+            let status = if first { "500 Internal Server Error" } else { "200 OK" };
+            let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn local_folder_import_new_only_export_and_signed_webhooks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    std::fs::create_dir_all(source.join("incoming/sub")).unwrap();
+    std::fs::copy(fixture("bikes.mp4"), source.join("incoming/bikes.mp4")).unwrap();
+    std::fs::copy(fixture("rocket.jpg"), source.join("incoming/sub/rocket.jpg")).unwrap();
+    std::fs::copy(fixture("notvideo.mp4"), source.join("incoming/notvideo.mp4")).unwrap();
+    std::fs::write(source.join("incoming/notes.txt"), "not matched by the pattern").unwrap();
+    std::fs::write(source.join("elsewhere.mp4"), "outside the prefix").unwrap();
+    let data = tmp.path().join("data");
+    let engine = open(&data);
+    let index = engine.indexes().create("archive", None).unwrap();
+
+    let connector = engine
+        .connectors()
+        .create(&NewConnector::local("archive folder", &source).scopes(&["import", "export"]).import_mode("new_only"))
+        .unwrap();
+    assert!(engine.connectors().test(&connector.connector_id).unwrap().success);
+    // Listing: the prefix's own level, then recursive with a brace set.
+    let top: Vec<String> = engine
+        .connectors()
+        .browse(&connector.connector_id, "incoming", "*.{mp4,jpg}", false)
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(top, ["bikes.mp4", "notvideo.mp4"]);
+    let all = engine.connectors().browse(&connector.connector_id, "incoming", "*.{mp4,jpg}", true).unwrap();
+    assert_eq!(all.len(), 3, "{all:?}");
+    let rocket = all.iter().find(|f| f.name == "rocket.jpg").unwrap();
+    assert_eq!(rocket.path, "incoming/sub/rocket.jpg");
+    assert_eq!(rocket.size_bytes, std::fs::metadata(fixture("rocket.jpg")).unwrap().len());
+    assert_eq!(rocket.extension, "jpg");
+
+    let (url, seen) = receiver();
+    let (hook, secret) = engine
+        .webhooks()
+        .create(
+            &NewWebhook::new(
+                "ops",
+                &url,
+                &["import_job.completed", "import_job.partial_completed", "export.ready", "media.processing.completed"],
+            )
+            .index_ids(vec![index.index_id.to_string()])
+            .metadata(serde_json::json!({"owner": "ops"})),
+        )
+        .unwrap();
+    assert!(secret.starts_with("whsec_"));
+
+    let request = ImportRequest::new(&connector.connector_id, "archive").prefix("incoming").pattern("*.{mp4,jpg}");
+    let job = engine.imports().create(&request).unwrap();
+    let job = wait_import(&engine, &job.job_id);
+    assert_eq!(job.status, "completed", "{job:?}");
+    assert_eq!((job.progress.total_files, job.progress.imported, job.progress.failed), (3, 2, 1), "{job:?}");
+    assert_eq!(job.video_ids.len(), 2);
+    let failed = engine.imports().files(&job.job_id, true).unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].file_name, "notvideo.mp4");
+    assert!(failed[0].error.as_deref().unwrap_or("").contains("notvideo.mp4"), "{failed:?}");
+    for id in &job.video_ids {
+        let media = engine.videos().retrieve(id).unwrap();
+        assert_eq!(media.index_id.as_ref(), Some(&index.index_id));
+        // Downloads are kept under imports/, never as partial files.
+        assert!(media.source_path.contains("/imports/"), "{}", media.source_path);
+    }
+    let leftovers: Vec<_> = walk(&data.join("imports")).into_iter().filter(|p| p.ends_with(".part")).collect();
+    assert!(leftovers.is_empty(), "partial downloads left: {leftovers:?}");
+
+    // new_only: the ready files are skipped, the failed one is tried again.
+    let again = wait_import(&engine, &engine.imports().create(&request).unwrap().job_id);
+    assert_eq!((again.progress.skipped, again.progress.failed, again.progress.imported), (2, 1, 0), "{again:?}");
+    let skipped = engine.imports().files(&again.job_id, false).unwrap();
+    assert!(skipped.iter().filter(|f| f.status == "skipped").all(|f| f
+        .skip_reason
+        .as_deref()
+        .unwrap()
+        .contains(&job.job_id)));
+
+    // An index export to a download: every media item, with its segments.
+    let export = engine.exports().create(&ExportRequest::index("archive")).unwrap();
+    let export = wait_export(&engine, &export.export_id);
+    assert_eq!(export.status, "completed", "{export:?}");
+    let path = export.file_path.clone().unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(export.file_size_bytes, Some(bytes.len() as u64));
+    let doc: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(doc["index"]["index_id"], index.index_id.as_str());
+    let media = doc["media"].as_array().unwrap();
+    assert_eq!(media.len(), 3, "two ready media and the failed one");
+    for m in media {
+        let id = m["media"]["video_id"].as_str().unwrap();
+        let expected =
+            segments_of(&engine, id, SegmentKind::Video).len() + segments_of(&engine, id, SegmentKind::Audio).len();
+        assert_eq!(m["segments"].as_array().unwrap().len(), expected, "segments of {id}");
+    }
+
+    // JSON Lines to the connector, under its export base path and a subpath.
+    let jsonl = engine
+        .exports()
+        .create(
+            &ExportRequest::index(index.index_id.as_str())
+                .to_connector(&connector.connector_id, Some("team/daily".into()))
+                .format(ExportFormat::Jsonl),
+        )
+        .unwrap();
+    let jsonl = wait_export(&engine, &jsonl.export_id);
+    assert_eq!(jsonl.status, "completed", "{jsonl:?}");
+    let written = source.join("team/daily").join(format!("{}.jsonl", jsonl.export_id));
+    let text = std::fs::read_to_string(&written).unwrap();
+    let kinds: Vec<String> =
+        text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["type"].as_str().unwrap().to_string()).collect();
+    assert_eq!(kinds[0], "export");
+    assert_eq!(kinds.iter().filter(|k| *k == "media").count(), 3);
+    assert!(jsonl.destination_uri.as_deref().unwrap().ends_with(&format!("team/daily/{}.jsonl", jsonl.export_id)));
+
+    // Webhooks: every event arrives, signed; the 500 is retried (about 2 s later).
+    let want = ["import_job.partial_completed", "export.ready", "media.processing.completed"];
+    let start = Instant::now();
+    let deliveries = loop {
+        let d = engine.webhooks().deliveries(&hook.webhook_id, None, 100).unwrap();
+        let types: HashSet<&str> =
+            d.iter().filter(|d| d.status == "delivered").map(|d| d.event_type.as_str()).collect();
+        if want.iter().all(|w| types.contains(w)) && d.iter().all(|d| d.status == "delivered") {
+            break d;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "deliveries: {d:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // 2 media completed, 1 partial import (the first), 1 partial import (the second: a file
+    // failed again), 2 exports.
+    assert_eq!(deliveries.len(), 6, "{deliveries:#?}");
+    assert_eq!(deliveries.iter().filter(|d| d.attempts == 2).count(), 1, "exactly one was answered 500 first");
+    let received = seen.lock().unwrap().clone();
+    let ids: HashSet<&str> = received.iter().map(|r| r.headers["x-delivery-id"].as_str()).collect();
+    assert_eq!(ids.len(), deliveries.len(), "one delivery id per event");
+    assert_eq!(received.len(), deliveries.len() + 1, "one retry");
+    for r in &received {
+        assert_eq!(r.headers["x-webhook-signature"], videovector::delivery::signature(&secret, &r.body));
+        assert_eq!(r.headers["x-webhook-id"], hook.webhook_id);
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["event_type"], r.headers["x-event-type"].as_str());
+        assert_eq!(body["metadata"]["owner"], "ops");
+        assert_eq!(videovector::delivery::canonical_json(&body), r.body, "the body is canonical JSON");
+    }
+    drop(engine);
+
+    // Across a restart: a delivery whose receiver is down stays pending and goes out once the
+    // engine opens again and the receiver is back.
+    let engine = open(&data);
+    let (url2, seen2) = receiver();
+    engine.webhooks().update(&hook.webhook_id, &WebhookUpdate::new().url("http://127.0.0.1:9/closed")).unwrap();
+    let e = engine.exports().create(&ExportRequest::index("archive")).unwrap();
+    wait_export(&engine, &e.export_id);
+    let pending = wait_for(|| {
+        let d = engine.webhooks().deliveries(&hook.webhook_id, Some("retrying"), 10).unwrap();
+        (!d.is_empty()).then_some(d)
+    });
+    assert!(pending[0].error_message.as_deref().unwrap().contains("connect"), "{pending:?}");
+    drop(engine);
+    let engine = open(&data);
+    engine.webhooks().update(&hook.webhook_id, &WebhookUpdate::new().url(&url2)).unwrap();
+    // The new receiver answers 500 first: the dispatcher retries until it is delivered.
+    let done = wait_for(|| {
+        let d = engine.webhooks().delivery(&pending[0].delivery_id).unwrap();
+        (d.status == "delivered").then_some(d)
+    });
+    assert!(done.attempts >= 3, "{done:?}");
+    let got = seen2.lock().unwrap().clone();
+    let ids: HashSet<&str> = got.iter().map(|r| r.headers["x-delivery-id"].as_str()).collect();
+    assert_eq!(ids.len(), 1, "one delivery after de-duplication: {got:?}");
+    assert_eq!(got.len(), 2, "a 500, then the 200");
+}
+
+fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "condition not met in 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn bad_connectors_and_requests_are_refused_with_the_field_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = open(&tmp.path().join("data"));
+    let err = |r: videovector::Result<videovector::delivery::Connector>| r.unwrap_err().to_string();
+    assert!(err(engine.connectors().create(&NewConnector::local("x", tmp.path().join("missing")))).contains("path"));
+    assert!(err(engine.connectors().create(&NewConnector::local("", tmp.path()))).contains("name"));
+    assert!(err(engine.connectors().create(&NewConnector::local("x", tmp.path()).scopes(&["read"]))).contains("scopes"));
+    assert!(err(engine.connectors().create(&NewConnector::gcs("g", "b", "p", "{}"))).contains("service-account"));
+    let s3 = engine.connectors().create(&NewConnector::s3("s", "bucket", "us-east-1", "AKIA", "s3cr3t")).unwrap();
+    // Secrets stay in a file only the owner reads, never in the record.
+    assert!(!serde_json::to_string(&s3).unwrap().contains("s3cr3t"));
+    let secrets = tmp.path().join("data/secrets").join(format!("{}.json", s3.connector_id));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&secrets).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let import_only = engine.connectors().create(&NewConnector::local("in", tmp.path())).unwrap();
+    let index = engine.indexes().create("i", None).unwrap();
+    let e = engine
+        .exports()
+        .create(&ExportRequest::index(index.index_id.as_str()).to_connector(&import_only.connector_id, None))
+        .unwrap_err();
+    assert!(e.to_string().contains("export scope"), "{e}");
+    let e = engine.imports().create(&ImportRequest::new(&import_only.connector_id, "nope")).unwrap_err();
+    assert_eq!(e.kind(), videovector::ErrorKind::NotFound);
+    let e = engine.imports().create(&ImportRequest::new(&import_only.connector_id, "i").pattern("[")).unwrap_err();
+    assert!(e.to_string().contains("file_pattern"), "{e}");
+    let e = engine.webhooks().create(&NewWebhook::new("w", "http://example.com/h", &["export.ready"])).unwrap_err();
+    assert!(e.to_string().contains("https"), "{e}");
+    let e = engine.webhooks().create(&NewWebhook::new("w", "https://example.com/h", &["export.done"])).unwrap_err();
+    assert!(e.to_string().contains("export.done"), "{e}");
+    engine.connectors().delete(&s3.connector_id).unwrap();
+    assert!(!secrets.exists(), "deleting a connector removes its secrets");
+    assert_eq!(engine.connectors().retrieve(&s3.connector_id).unwrap_err().kind(), videovector::ErrorKind::NotFound);
+}
