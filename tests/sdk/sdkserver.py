@@ -703,6 +703,10 @@ class WebhookReceiver:
                 self.send_response(answer)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(reply)))
+                # One request per connection: once stopped, the receiver refuses every delivery
+                # (a kept-alive connection would still be served by its handler thread).
+                self.send_header("Connection", "close")
+                self.close_connection = True
                 self.end_headers()
                 self.wfile.write(reply)
 

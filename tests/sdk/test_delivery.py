@@ -773,7 +773,8 @@ def check_receipt(r: Receipt, secret: str) -> dict[str, Any]:
     assert r.body == json.dumps(payload, sort_keys=True).encode(), "the body is not json.dumps(payload, sort_keys=True)"
     assert r.headers.get("x-webhook-id") == payload["webhook_id"], (r.headers, payload)
     assert r.headers.get("x-event-type") == payload["event_type"], (r.headers, payload)
-    assert r.headers.get("x-delivery-id") == payload.get("delivery_id"), (r.headers, payload)
+    if payload["event_type"] != "webhook.test":  # (test_a_test_delivery_names_its_delivery_id)
+        assert r.headers.get("x-delivery-id") == payload.get("delivery_id"), (r.headers, payload)
     assert r.headers.get("content-type", "").startswith("application/json"), r.headers
     return payload
 
@@ -995,6 +996,17 @@ def test_webhook_management(
     # A secret appears in the reply that made it (create, rotate) and in no other.
     for secret in secrets:
         assert raw.count(secret.encode()) == 1, "a webhook secret was returned more than once"
+
+
+@pytest.mark.xfail(strict=True, reason="server bug: a webhook.test payload has no delivery_id")
+def test_a_test_delivery_names_its_delivery_id(vv: VideoVector, receiver: WebhookReceiver, hooks: Hooks) -> None:
+    """The payload of webhooks.test() carries the delivery_id its X-Delivery-ID header names, as
+    every event delivery's payload does, so that one receiver de-duplicates both the same way."""
+    assert vv.webhooks.test(hooks.main.webhook_id).success
+    r = receiver.on("/main")[-1]
+    payload = check_receipt(r, hooks.main.secret)
+    assert payload["event_type"] == "webhook.test", payload
+    assert payload.get("delivery_id") == r.delivery_id, (r.headers, payload)
 
 
 def test_a_delivery_pending_at_sigterm_is_sent_once_after_the_restart(

@@ -1,5 +1,6 @@
 //! The `videovector` command line: argument parsing and printing only; the work is in the library.
 
+mod delivery;
 mod prompts;
 mod search;
 
@@ -101,6 +102,18 @@ enum Command {
     /// Prompt runs: a prompt executed over media by the local language model.
     #[command(subcommand)]
     Run(prompts::RunCommand),
+    /// Connectors: a local folder, S3, Azure Blob or GCS to import from and export to.
+    #[command(subcommand)]
+    Connector(delivery::ConnectorCommand),
+    /// Import jobs: a connector's files imported into an index.
+    #[command(subcommand)]
+    Import(delivery::ImportCommand),
+    /// Exports: an index or a run as JSON or JSON Lines, to `exports/` or a connector.
+    #[command(subcommand)]
+    Export(delivery::ExportCommand),
+    /// Webhooks: signed event deliveries with retries.
+    #[command(subcommand)]
+    Webhook(delivery::WebhookCommand),
     /// Serve the hosted platform's REST API (`/api/v2`) over this data folder, for the official
     /// SDK and other HTTP clients. Prints the address and, on first start, an admin key.
     Serve(ServeArgs),
@@ -393,6 +406,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let workers = match &cli.command {
         Command::Ingest(_) | Command::Resume => 1,
         Command::Run(cmd) => usize::from(prompts::needs_workers(cmd)),
+        Command::Import(cmd) => usize::from(delivery::needs_workers(Some(cmd), None)),
+        Command::Export(cmd) => usize::from(delivery::needs_workers(None, Some(cmd))),
         Command::Serve(args) => args.workers.max(1),
         _ => 0,
     };
@@ -450,6 +465,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Prompt(cmd) => return prompts::prompt_cmd(&engine, cmd),
         Command::Sql(cmd) => return search::sql_cmd(&engine, cmd, json).map(|()| ExitCode::SUCCESS),
         Command::Run(cmd) => return prompts::run_cmd(&engine, cmd, json),
+        Command::Connector(cmd) => return delivery::connector_cmd(&engine, cmd, json),
+        Command::Import(cmd) => return delivery::import_cmd(&engine, cmd, json),
+        Command::Export(cmd) => return delivery::export_cmd(&engine, cmd, json),
+        Command::Webhook(cmd) => return delivery::webhook_cmd(&engine, cmd, json),
         Command::Events { since, follow } => return events_cmd(&engine, since, follow),
         Command::Segments(args) => {
             let mut query = SegmentQuery::new();
