@@ -46,7 +46,9 @@ CREATE TABLE IF NOT EXISTS import_jobs (
     error TEXT,
     created_at TEXT NOT NULL,
     finished_at TEXT,
-    finish_event TEXT
+    finish_event TEXT,
+    only_new INTEGER NOT NULL DEFAULT 0,
+    execution_run_id TEXT
 );
 CREATE TABLE IF NOT EXISTS import_files (
     job_id TEXT NOT NULL REFERENCES import_jobs (job_id) ON DELETE CASCADE,
@@ -130,6 +132,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_ms);
 CREATE INDEX IF NOT EXISTS deliveries_webhook ON deliveries (webhook_id, seq);
+CREATE TABLE IF NOT EXISTS automations (
+    index_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    config TEXT NOT NULL,
+    PRIMARY KEY (index_id, kind)
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 

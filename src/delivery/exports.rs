@@ -452,6 +452,9 @@ pub(crate) fn run(db: &Db, stores: &Stores, root: &Path, export_id: &str, ctx: &
             })?;
             let mut event = NewEvent::new(EventType::ExportFailed);
             event.payload = json!({ "export_id": export_id, "error_message": e.to_string() });
+            if let Ok(x) = get(db, stores, export_id) {
+                scope_event(stores, &mut event, &x);
+            }
             stores.events.append(&event)?;
         }
     }
@@ -504,11 +507,17 @@ fn write(db: &Db, stores: &Stores, root: &Path, export_id: &str, ctx: &JobContex
         "export_id": export_id, "export_type": export.export_type, "target_id": export.target_id,
         "file_size_bytes": bytes.len(), "destination_type": export.destination_type, "destination_uri": uri,
     });
+    scope_event(stores, &mut event, &export);
+    stores.events.append(&event)?;
+    Ok(())
+}
+
+/// The index (or run) an export event is about, for webhooks scoped to indexes.
+fn scope_event(stores: &Stores, event: &mut NewEvent, export: &Export) {
     if export.export_type == ExportTarget::Index {
         event.index_id = Some(export.target_id.as_str().into());
     } else {
         event.run_id = Some(export.target_id.clone());
+        event.index_id = stores.prompts.run(&export.target_id).ok().and_then(|r| r.index_id);
     }
-    stores.events.append(&event)?;
-    Ok(())
 }

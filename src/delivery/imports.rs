@@ -35,6 +35,10 @@ pub struct ImportRequest {
     pub file_pattern: String,
     #[serde(default = "yes")]
     pub recursive: bool,
+    /// Skip files an earlier import of the connector brought in, whatever its `import_mode`
+    /// (automations import this way).
+    #[serde(default)]
+    pub only_new: bool,
 }
 
 fn star() -> String {
@@ -52,6 +56,7 @@ impl ImportRequest {
             source_prefix: String::new(),
             file_pattern: star(),
             recursive: true,
+            only_new: false,
         }
     }
 
@@ -105,6 +110,8 @@ pub struct ImportJob {
     pub video_ids: Vec<String>,
     /// The engine job that lists and downloads the files.
     pub engine_job_id: Option<String>,
+    /// The prompt run an automation started over the imported media.
+    pub execution_run_id: Option<String>,
 }
 
 /// One listed file of an import.
@@ -151,6 +158,8 @@ struct ImportRow {
     cancelled: bool,
     error: Option<String>,
     created_at: String,
+    only_new: bool,
+    execution_run_id: Option<String>,
 }
 
 struct FileRow {
@@ -167,7 +176,7 @@ struct FileRow {
 }
 
 const JOB_COLUMNS: &str = "job_id, connector_id, index_id, source_prefix, file_pattern, recursive, engine_job_id,
-    scanned, cancelled, error, created_at";
+    scanned, cancelled, error, created_at, only_new, execution_run_id";
 
 fn job_row(r: &Row) -> rusqlite::Result<ImportRow> {
     Ok(ImportRow {
@@ -182,6 +191,8 @@ fn job_row(r: &Row) -> rusqlite::Result<ImportRow> {
         cancelled: r.get(8)?,
         error: r.get(9)?,
         created_at: r.get(10)?,
+        only_new: r.get(11)?,
+        execution_run_id: r.get(12)?,
     })
 }
 
@@ -240,8 +251,9 @@ pub(crate) fn create(db: &Db, stores: &Stores, req: &ImportRequest) -> Result<St
     db.write(|tx| {
         let seq = Db::next_seq(tx, "import_jobs").sql()?;
         tx.execute(
-            "INSERT INTO import_jobs (job_id, seq, connector_id, index_id, source_prefix, file_pattern, recursive, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO import_jobs (job_id, seq, connector_id, index_id, source_prefix, file_pattern, recursive, created_at,
+                 only_new)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 job_id,
                 seq,
@@ -250,7 +262,8 @@ pub(crate) fn create(db: &Db, stores: &Stores, req: &ImportRequest) -> Result<St
                 req.source_prefix.trim_matches('/'),
                 if req.file_pattern.trim().is_empty() { "*" } else { req.file_pattern.trim() },
                 req.recursive,
-                now_rfc3339()
+                now_rfc3339(),
+                req.only_new
             ],
         )
         .sql()
@@ -287,7 +300,12 @@ fn file_status(stores: &Stores, f: &FileRow) -> (String, Option<String>) {
     if f.status != "submitted" {
         return (f.status.clone(), f.error.clone());
     }
+    // The ingest goes on after its media is `completed` (embedding, transcription): the file is
+    // imported once its job has ended too.
+    let ingest_running =
+        f.ingest_job_id.as_deref().and_then(|j| stores.jobs.job(j).ok()).is_some_and(|j| !j.status.is_final());
     match media_state(stores, f) {
+        Some((Status::Completed, ..)) if ingest_running => ("processing".into(), None),
         Some((Status::Completed, ..)) => ("imported".into(), None),
         Some((Status::Failed, error, ..)) => ("failed".into(), error.or_else(|| Some("processing failed".into()))),
         Some(_) => ("processing".into(), None),
@@ -356,13 +374,15 @@ pub(crate) fn view(db: &Db, stores: &Stores, job_id: &str) -> Result<ImportJob> 
         })
     });
     let terminal = matches!(status, "completed" | "failed" | "cancelled");
+    // When it ended: recorded once it settled, else the last of its own job and its ingests.
     let completed_at = if terminal {
-        db.with(|c| {
-            c.query_row("SELECT finished_at FROM import_jobs WHERE job_id = ?1", [job_id], |r| {
-                r.get::<_, Option<String>>(0)
-            })
-        })?
-        .or_else(|| job.as_ref().and_then(|j| j.finished_at.clone()))
+        let recorded: Option<String> =
+            db.with(|c| c.query_row("SELECT finished_at FROM import_jobs WHERE job_id = ?1", [job_id], |r| r.get(0)))?;
+        recorded.or_else(|| {
+            let ingests =
+                files.iter().filter_map(|f| f.ingest_job_id.as_deref()).filter_map(|j| stores.jobs.job(j).ok());
+            ingests.filter_map(|j| j.finished_at).chain(job.as_ref().and_then(|j| j.finished_at.clone())).max()
+        })
     } else {
         None
     };
@@ -381,7 +401,33 @@ pub(crate) fn view(db: &Db, stores: &Stores, job_id: &str) -> Result<ImportJob> 
         progress,
         video_ids,
         engine_job_id: row.engine_job_id,
+        execution_run_id: row.execution_run_id,
     })
+}
+
+/// Record the prompt run started over an import's media.
+pub(crate) fn set_execution(db: &Db, import_id: &str, run_id: &str) -> Result<()> {
+    db.with(|c| {
+        c.execute("UPDATE import_jobs SET execution_run_id = ?2 WHERE job_id = ?1", params![import_id, run_id])
+    })?;
+    Ok(())
+}
+
+/// Whether an earlier import of this connector brought in this file (same path, size and
+/// modification time) and its media is still there and ready.
+pub(crate) fn already_imported(db: &Db, stores: &Stores, connector_id: &str, f: &CloudFile) -> Result<Option<String>> {
+    let earlier: Option<(String, String)> = db.with(|c| {
+        c.query_row(
+            "SELECT job_id, video_id FROM imported_sources WHERE connector_id = ?1 AND path = ?2
+             AND size_bytes = ?3 AND last_modified = ?4",
+            params![connector_id, f.path, f.size_bytes as i64, f.last_modified],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+    })?;
+    Ok(earlier
+        .filter(|(_, video)| stores.catalog.media(video).is_ok_and(|m| m.status == Status::Completed))
+        .map(|(job, _)| job))
 }
 
 /// Imports, newest first, optionally of one status.
@@ -452,11 +498,12 @@ pub(crate) fn outputs(db: &Db, stores: &Stores, job_id: &str) -> Result<Vec<Impo
 }
 
 /// Mark an import cancelled; returns the engine jobs to cancel (its own, and the ingests it
-/// started that have not ended).
+/// started that have not ended). An import that has ended is left as it is.
 pub(crate) fn cancel(db: &Db, stores: &Stores, job_id: &str) -> Result<Vec<String>> {
     let view = view(db, stores, job_id)?;
+    // Cancelling an import that has ended changes nothing (as for runs and uploads).
     if matches!(view.status.as_str(), "completed" | "failed" | "cancelled") {
-        return Err(Error::Conflict(format!("import job {job_id} is {} and cannot be cancelled", view.status)));
+        return Ok(Vec::new());
     }
     let row = load(db, job_id)?;
     db.with(|c| {
@@ -521,7 +568,7 @@ pub(crate) fn settle(db: &Db, stores: &Stores) -> Result<()> {
             c.execute(
                 "UPDATE import_jobs SET finish_event = ?2, finished_at = COALESCE(finished_at, ?3)
                  WHERE job_id = ?1 AND finish_event IS NULL",
-                params![id, event.as_str(), now_rfc3339()],
+                params![id, event.as_str(), v.completed_at.clone().unwrap_or_else(now_rfc3339)],
             )
         })?;
         if claimed == 1 {
@@ -570,7 +617,7 @@ pub(crate) fn run(
         started.status = "scanning".into();
         stores.events.append(&import_event(EventType::ImportJobStarted, &started))?;
         let listed = open.browse(&row.source_prefix, &row.file_pattern, row.recursive)?;
-        record_listing(db, stores, &open, import_id, &listed)?;
+        record_listing(db, stores, &open, &row, &listed)?;
     }
     let dir = root.join("imports").join(import_id);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -657,29 +704,19 @@ pub(crate) fn run(
 }
 
 /// Keep what the listing found, in one transaction with the `scanned` flag. Under a
-/// `new_only` connector, a file an earlier import brought in (same path, size and modification
-/// time) whose media is still there and ready is skipped.
-fn record_listing(db: &Db, stores: &Stores, open: &Open, import_id: &str, listed: &[CloudFile]) -> Result<()> {
-    let new_only = open.connector.import_mode == "new_only";
+/// `new_only` connector (or an import asked for only new files), a file an earlier import
+/// brought in whose media is still there and ready is skipped.
+fn record_listing(db: &Db, stores: &Stores, open: &Open, row: &ImportRow, listed: &[CloudFile]) -> Result<()> {
+    let new_only = open.connector.import_mode == "new_only" || row.only_new;
+    let mut earlier = Vec::with_capacity(listed.len());
+    for f in listed {
+        earlier.push(if new_only { already_imported(db, stores, &open.connector.connector_id, f)? } else { None });
+    }
+    let import_id = row.job_id.as_str();
     db.write(|tx| {
-        for (ordinal, f) in listed.iter().enumerate() {
-            let earlier: Option<(String, String)> = if new_only {
-                tx.query_row(
-                    "SELECT job_id, video_id FROM imported_sources WHERE connector_id = ?1 AND path = ?2
-                     AND size_bytes = ?3 AND last_modified = ?4",
-                    params![open.connector.connector_id, f.path, f.size_bytes as i64, f.last_modified],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .sql()?
-            } else {
-                None
-            };
-            let earlier = earlier
-                .filter(|(_, video)| stores.catalog.media(video).is_ok_and(|m| m.status == Status::Completed))
-                .map(|(job, _)| job);
-            let (status, skip) = match &earlier {
-                Some(job) => ("skipped", Some(format!("already imported by {job} (import_mode new_only)"))),
+        for (ordinal, (f, earlier)) in listed.iter().zip(&earlier).enumerate() {
+            let (status, skip) = match earlier {
+                Some(job) => ("skipped", Some(format!("already imported by {job}"))),
                 None => ("pending", None),
             };
             tx.execute(

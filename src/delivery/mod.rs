@@ -7,12 +7,14 @@
 //! `export`), so it is leased, cancellable and picked up again after a crash; webhook deliveries
 //! are made by one dispatcher thread per engine that tails the event log.
 
+pub(crate) mod automations;
 pub(crate) mod connectors;
 pub(crate) mod db;
 pub(crate) mod exports;
 pub(crate) mod imports;
 pub(crate) mod webhooks;
 
+pub use automations::{parse_interval, ExportAutomation, ImportAutomation};
 pub use connectors::{CloudFile, Connector, ConnectorTest, NewConnector, Provider};
 pub use exports::{Export, ExportFormat, ExportRequest, ExportTarget};
 pub use imports::{ImportFile, ImportJob, ImportOutput, ImportProgress, ImportRequest};

@@ -421,7 +421,9 @@ fn secret(db: &Db, webhook_id: &str) -> Result<String> {
 /// Send a `webhook.test` event now, signed like any delivery; nothing is recorded.
 pub(crate) fn test(db: &Db, webhook_id: &str) -> Result<WebhookTest> {
     let w = get(db, webhook_id)?;
+    let delivery_id = crate::ids::new("dlv");
     let payload = json!({
+        "delivery_id": delivery_id,
         "event_type": "webhook.test",
         "event_id": format!("test_{}", super::random_hex(8)?),
         "webhook_id": w.webhook_id,
@@ -429,7 +431,6 @@ pub(crate) fn test(db: &Db, webhook_id: &str) -> Result<WebhookTest> {
         "data": { "message": "a test delivery from videovector" },
         "metadata": w.metadata,
     });
-    let delivery_id = crate::ids::new("dlv");
     let secret = secret(db, webhook_id)?;
     let outcome = super::block_on(post(
         w.url.clone(),
@@ -559,7 +560,28 @@ fn write_canonical(v: &Value, out: &mut String) {
             out.push(']');
         }
         Value::String(s) => write_string(s, out),
+        Value::Number(n) if n.is_f64() => out.push_str(&python_float(n.as_f64().unwrap_or(0.0))),
         other => out.push_str(&other.to_string()),
+    }
+}
+
+/// A float as Python's `repr` writes it: the shortest digits that read back the same, in
+/// positional notation for decimal exponents from -4 to 15 (with `.0` when whole), otherwise as
+/// `d.ddde-05` / `de+20`.
+fn python_float(x: f64) -> String {
+    let sci = format!("{x:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..16).contains(&exp) {
+        let s = format!("{x}");
+        if s.contains('.') {
+            s
+        } else {
+            format!("{s}.0")
+        }
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
     }
 }
 
@@ -823,7 +845,10 @@ fn fan_out(db: &Db, stores: &Stores) -> Result<bool> {
     db.write(|tx| {
         let mut seq = Db::next_seq(tx, "deliveries").sql()?;
         for e in &events {
-            let Some(name) = api_name(e.event_type) else { continue };
+            let Some(mut name) = api_name(e.event_type) else { continue };
+            if e.event_type == EventType::PromptRunCompleted && e.payload["status"] == "completed_with_failures" {
+                name = "prompt_run.partial_completed";
+            }
             for (w, from) in &hooks {
                 let wanted = e.event_id > *from
                     && w.events.iter().any(|x| x == name)
@@ -885,8 +910,8 @@ fn send_due(db: &Db, owner: &str) -> Result<usize> {
     Ok(n)
 }
 
-/// The dispatcher of one engine: a thread that settles imports, fans events out to webhooks
-/// and sends due deliveries, until dropped.
+/// The dispatcher of one engine: a thread that settles imports, fans events out to webhooks,
+/// sends due deliveries and calls `tick` (the engine's automations), until dropped.
 pub(crate) struct Dispatcher {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -896,7 +921,7 @@ pub(crate) struct Dispatcher {
 const TICK: Duration = Duration::from_millis(100);
 
 impl Dispatcher {
-    pub fn start(db: Arc<Db>, stores: Stores) -> Result<Dispatcher> {
+    pub fn start(db: Arc<Db>, stores: Stores, mut tick: Box<dyn FnMut() + Send>) -> Result<Dispatcher> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let owner = format!("dispatch-{}-{}", std::process::id(), super::random_hex(4)?);
@@ -908,6 +933,7 @@ impl Dispatcher {
                     // Failures here (a locked file, a store error) are retried on the next tick.
                     if last_settle.elapsed() >= Duration::from_millis(500) {
                         let _ = super::imports::settle(&db, &stores);
+                        tick();
                         last_settle = std::time::Instant::now();
                     }
                     let fanned = fan_out(&db, &stores).unwrap_or(false);
@@ -926,7 +952,11 @@ impl Drop for Dispatcher {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            // The last engine handle can be the driver's own (an automation tick): then the
+            // thread ends by itself once this returns.
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -940,6 +970,26 @@ mod tests {
         // json.dumps({"b": [1, 2.5, None, True], "a": {"z": "é\n", "y": "😀"}}, sort_keys=True)
         let v = json!({"b": [1, 2.5, null, true], "a": {"z": "é\n", "y": "😀"}});
         assert_eq!(canonical_json(&v), r#"{"a": {"y": "\ud83d\ude00", "z": "\u00e9\n"}, "b": [1, 2.5, null, true]}"#);
+    }
+
+    #[test]
+    fn floats_are_written_as_python_repr() {
+        // [repr(x) for x in (1e-07, 2.5e-05, 0.0001, 1e+20, 1e15, 1e16, 0.1, -3.0, 123.456, 1.5e300)]
+        let cases = [
+            (1e-7, "1e-07"),
+            (2.5e-5, "2.5e-05"),
+            (0.0001, "0.0001"),
+            (1e20, "1e+20"),
+            (1e15, "1000000000000000.0"),
+            (1e16, "1e+16"),
+            (0.1, "0.1"),
+            (-3.0, "-3.0"),
+            (123.456, "123.456"),
+            (1.5e300, "1.5e+300"),
+        ];
+        for (x, want) in cases {
+            assert_eq!(python_float(x), want, "{x}");
+        }
     }
 
     #[test]

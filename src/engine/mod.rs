@@ -5,6 +5,7 @@
 //! `Engine` is a cheap clone over shared state and `Send + Sync`: one engine serves many threads.
 //! Long work (an ingest) runs as jobs on the engine's worker threads.
 
+mod automations;
 mod delivery;
 mod embeddings;
 mod indexes;
@@ -16,6 +17,7 @@ mod videos;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use automations::Automations;
 pub use delivery::{Connectors, Exports, Imports, Webhooks};
 pub use embeddings::{Embeddings, SegmentEmbedding, TextEmbedding, TextEmbeddings, VideoEmbeddings};
 pub use indexes::Indexes;
@@ -207,14 +209,39 @@ impl Engine {
             Arc::new(move |job: &Job, ctx: &JobContext| core.run_job(job, ctx))
         };
         let pool = WorkerPool::start(options.workers, core.stores.jobs.clone(), runner)?;
-        // Webhooks are sent by engines that run jobs; a read-only engine (0 workers) leaves
-        // them to one that does.
-        let dispatcher = if options.workers > 0 {
-            Some(crate::delivery::webhooks::Dispatcher::start(core.delivery.clone(), core.stores.clone())?)
-        } else {
-            None
-        };
-        Ok(Engine { inner: Arc::new(Inner { root, core, _dispatcher: dispatcher, pool }) })
+        // Webhooks and automations are driven by engines that run jobs; a read-only engine (0
+        // workers) leaves them to one that does. The driver holds the engine weakly: it never
+        // keeps a closed engine open.
+        let mut failed = None;
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let dispatcher = if options.workers > 0 {
+                let weak = weak.clone();
+                let mut driver = automations::Driver::default();
+                let tick = move || {
+                    if let Some(inner) = weak.upgrade() {
+                        driver.tick(&Engine { inner });
+                    }
+                };
+                match crate::delivery::webhooks::Dispatcher::start(
+                    core.delivery.clone(),
+                    core.stores.clone(),
+                    Box::new(tick),
+                ) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        failed = Some(e);
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            Inner { root, core, _dispatcher: dispatcher, pool }
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(Engine { inner }),
+        }
     }
 
     pub(crate) fn core(&self) -> &Core {
@@ -287,6 +314,11 @@ impl Engine {
     /// `client.exports`: an index or a run written to a file or a connector.
     pub fn exports(&self) -> Exports<'_> {
         Exports::new(self)
+    }
+
+    /// Import and export automations of indexes.
+    pub fn automations(&self) -> Automations<'_> {
+        Automations::new(self)
     }
 
     /// `client.webhooks`: signed event deliveries with retries.

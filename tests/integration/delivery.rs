@@ -322,3 +322,77 @@ fn bad_connectors_and_requests_are_refused_with_the_field_named() {
     assert!(!secrets.exists(), "deleting a connector removes its secrets");
     assert_eq!(engine.connectors().retrieve(&s3.connector_id).unwrap_err().kind(), videovector::ErrorKind::NotFound);
 }
+
+#[test]
+fn automations_import_new_files_run_the_preset_and_export_each_completed_run() {
+    use videovector::delivery::{ExportAutomation, ImportAutomation};
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("watched");
+    std::fs::create_dir_all(&source).unwrap();
+    let engine = open(&tmp.path().join("data"));
+    let index = engine.indexes().create("auto", None).unwrap();
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": { "place": { "type": "string", "enum": ["sky", "street"], "description": "where it is" } },
+        "required": ["place"]
+    });
+    let prompt =
+        engine.prompts().create(&videovector::NewPrompt::new("where", "Say where it is.", schema), None).unwrap();
+    let connector =
+        engine.connectors().create(&NewConnector::local("watched", &source).scopes(&["import", "export"])).unwrap();
+    engine
+        .automations()
+        .put_export(ExportAutomation::new("auto", &connector.connector_id, Some("auto-exports".into())))
+        .unwrap();
+    let saved = engine
+        .automations()
+        .put_import(
+            ImportAutomation::new("auto", &connector.connector_id, "1s")
+                .pattern("*.jpg")
+                .prompt_preset(serde_json::json!({ "prompt_id": prompt.prompt_id.as_str() })),
+        )
+        .unwrap();
+    assert_eq!(saved.index_id, index.index_id.as_str());
+    let bad = ImportAutomation::new("auto", &connector.connector_id, "soon");
+    assert!(engine.automations().put_import(bad).unwrap_err().to_string().contains("debounce_interval"));
+
+    // A new file in the watched folder is imported once the folder is quiet for 1 s, and the
+    // preset run covers it.
+    std::fs::copy(fixture("rocket.jpg"), source.join("rocket.jpg")).unwrap();
+    let auto = wait_for(|| engine.automations().import("auto").ok().filter(|a| a.last_run_id.is_some()));
+    let first = engine.imports().retrieve(auto.last_import_id.as_deref().unwrap()).unwrap();
+    assert_eq!((first.progress.total_files, first.progress.imported), (1, 1), "{first:?}");
+    assert_eq!(first.execution_run_id, auto.last_run_id);
+    let run_id = auto.last_run_id.clone().unwrap();
+    let run = engine.prompt_runs().get(&run_id).unwrap();
+    assert_eq!(run.total_videos, 1);
+
+    // The export automation writes the run once it completes.
+    let exported = wait_for(|| {
+        let a = engine.automations().export("auto").unwrap();
+        a.last_export_id.and_then(|id| engine.exports().retrieve(&id).ok()).filter(|e| e.status == "completed")
+    });
+    let file = source.join("auto-exports").join(format!("{}.json", exported.export_id));
+    let doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(doc["prompt_runs"][0]["run_id"], run_id.as_str());
+    assert_eq!(doc["media"][0]["media"]["video_id"], first.video_ids[0].as_str());
+
+    // Paused: new files wait; resumed: only the new file is imported (the old one is skipped).
+    engine.automations().set_paused("auto", "import", true).unwrap();
+    std::fs::copy(fixture("flower.jpg"), source.join("flower.jpg")).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(engine.automations().import("auto").unwrap().last_import_id, auto.last_import_id, "paused");
+    engine.automations().set_paused("auto", "import", false).unwrap();
+    let second = wait_for(|| {
+        let a = engine.automations().import("auto").unwrap();
+        let id = a.last_import_id.filter(|id| Some(id) != auto.last_import_id.as_ref())?;
+        Some(engine.imports().retrieve(&id).unwrap()).filter(|j| j.status == "completed")
+    });
+    assert_eq!(
+        (second.progress.total_files, second.progress.skipped, second.progress.imported),
+        (2, 1, 1),
+        "{second:?}"
+    );
+    let _ =
+        engine.prompt_runs().cancel(engine.automations().import("auto").unwrap().last_run_id.as_deref().unwrap_or(""));
+}

@@ -498,12 +498,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_listening(port: int, proc: subprocess.Popen, what: str, log: Path, timeout: float = STORE_START_TIMEOUT_S) -> None:
+def wait_listening(
+    port: int, proc: subprocess.Popen, what: str, log: Path, timeout: float = STORE_START_TIMEOUT_S
+) -> None:
     """Wait until something accepts connections on 127.0.0.1:`port`; fail if `proc` exits first."""
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode} before listening:\n{log.read_text(errors='replace')[-3000:]}")
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{what} exited with {proc.returncode} before listening:\n{tail}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
@@ -747,7 +750,8 @@ def tap(client: VideoVector) -> list[Reply]:
         if response.request.url.path.endswith("/download"):
             return
         response.read()
-        replies.append(Reply(response.request.method, str(response.request.url), response.status_code, response.content))
+        request = response.request
+        replies.append(Reply(request.method, str(request.url), response.status_code, response.content))
 
     client._http._client.event_hooks["response"].append(hook)  # the SDK's own httpx.Client
     return replies

@@ -4,8 +4,9 @@ for the cloud stores: moto's S3 server and azurite's Blob service, each on a fre
 The module has a server of its own (`videovector serve` with `AWS_ENDPOINT_URL`/`AWS_ALLOW_HTTP`
 pointing at moto, `AZURE_STORAGE_USE_EMULATOR`/`AZURITE_BLOB_STORAGE_URL` at azurite, and a
 temporary `--media-root` for a local connector) on a data folder of its own; its tests run in
-file order and share it. The last test restarts it on the same folder (webhook deliveries kept
-across a SIGTERM). A webhook receiver (http.server on a loopback port) verifies every signature.
+file order and share it. The restart test stops it with SIGTERM and starts another on the same
+folder (webhook deliveries kept across the stop). A webhook receiver (http.server on a loopback
+port) verifies every signature.
 
 Run with `bash scripts/sdk_test.sh tests/sdk/test_delivery.py` (it installs moto and azurite).
 """
@@ -47,7 +48,14 @@ from sdkserver import (
     unique,
     webhook_signature,
 )
-from videovector import ConflictError, NotFoundError, VideoVector, VideoVectorError
+from videovector import (
+    AuthorizationError,
+    ConflictError,
+    NotFoundError,
+    ProcessingError,
+    VideoVector,
+    VideoVectorError,
+)
 
 # What every poll here waits between reads: the engine finishes these small media in well under
 # a second, so a long interval would be most of the wall time.
@@ -77,7 +85,9 @@ HOOK_OBJECTS = {
 MEDIA_PATTERN = "*.{mp4,jpg}"
 S3_SECRET = "s3-secret-" + "x7" * 16
 AZURE_SECRET = "azure-client-secret-" + "q9" * 12
-GCS_PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\\nMIIEvgIBADANBgkqhkiG9w0BAQEFAASC-test-only\\n-----END PRIVATE KEY-----\\n"
+GCS_PRIVATE_KEY = (
+    "-----BEGIN PRIVATE KEY-----\\nMIIEvgIBADANBgkqhkiG9w0BAQEFAASC-test-only\\n-----END PRIVATE KEY-----\\n"
+)
 # The events a webhook can name (the SDK's list).
 EVENT_NAMES = {
     "media.created",
@@ -216,7 +226,9 @@ class Imported:
     first_completed_at: str | None
 
 
-def run_import(vv: VideoVector, connector_id: str, index_id: str, prefix: str, pattern: str, recursive: bool) -> Imported:
+def run_import(
+    vv: VideoVector, connector_id: str, index_id: str, prefix: str, pattern: str, recursive: bool
+) -> Imported:
     started = time.monotonic()
     created = vv.import_jobs.create(
         connector_id=connector_id, index_id=index_id, source_prefix=prefix, file_pattern=pattern, recursive=recursive
@@ -463,9 +475,38 @@ def test_s3_import_brings_in_the_media_and_names_the_failed_file(
         vv.import_jobs.create(connector_id="conn_never_made", index_id=s3_index.index_id)
     with pytest.raises(NotFoundError):
         vv.import_jobs.create(connector_id=s3_conn.connector_id, index_id="idx_never_made")
+    export_only = vv.connectors.create_s3(
+        name=unique("export only"),
+        bucket=BUCKET,
+        region="us-east-1",
+        aws_access_key_id="AKIATESTKEY0004",
+        aws_secret_access_key=S3_SECRET,
+        scopes=["export"],
+    )
+    with pytest.raises(VideoVectorError) as no_import_scope:
+        vv.import_jobs.create(connector_id=export_only.connector_id, index_id=s3_index.index_id)
+    assert 400 <= no_import_scope.value.status_code < 500, no_import_scope.value
+    with pytest.raises(VideoVectorError) as bad_pattern:
+        vv.import_jobs.create(connector_id=s3_conn.connector_id, index_id=s3_index.index_id, file_pattern="*.{mp4")
+    assert 400 <= bad_pattern.value.status_code < 500, bad_pattern.value
+
+    # A bucket that is not there fails the job while listing, with a message; nothing is added.
+    missing = vv.connectors.create_s3(
+        name=unique("missing bucket"),
+        bucket="vv-missing-bucket",
+        region="us-east-1",
+        aws_access_key_id="AKIATESTKEY0005",
+        aws_secret_access_key=S3_SECRET,
+    )
+    created = vv.import_jobs.create(connector_id=missing.connector_id, index_id=s3_index.index_id)
+    with pytest.raises(ProcessingError) as failed_scan:
+        vv.import_jobs.wait_for_completion(created.job_id, poll_interval=POLL_S, timeout=JOB_TIMEOUT_S)
+    assert "vv-missing-bucket" in str(failed_scan.value) or "NoSuchBucket" in str(failed_scan.value), failed_scan.value
+    failed_job = vv.import_jobs.retrieve(created.job_id)
+    assert failed_job.status == "failed" and failed_job.error_message and failed_job.progress.total_files == 0
+    assert video_ids_of(vv, s3_index.index_id) == in_index
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: a completed import's completed_at changes after it is first read")
 def test_a_completed_import_keeps_its_completed_at(vv: VideoVector, s3_import: Imported) -> None:
     """The completed_at that wait_for_completion returned is the one a later read gives, and it
     is not before the imported media were ready."""
@@ -493,10 +534,26 @@ def test_new_only_skips_what_an_earlier_import_brought_in(
         "notvideo.mp4": "failed",
     }, files
     assert files["bikes.mp4"].skip_reason and files["rocket.jpg"].skip_reason, files
-    after = video_ids_of(vv, s3_index.index_id)
-    assert set(s3_import.job.video_ids) <= after
-    # notvideo.mp4's retry is a new (failed) media item at most; no ready media is duplicated.
-    assert len(after - before) <= 1, after - before
+    # notvideo.mp4 is tried again on its own (failed) media item: the index is unchanged.
+    assert video_ids_of(vv, s3_index.index_id) == before
+    assert files["notvideo.mp4"].failure, files["notvideo.mp4"]
+
+
+def test_retrying_a_connector_import_reimports_its_failed_file(
+    vv: VideoVector, s3_index: videovector.Index, s3_import: Imported
+) -> None:
+    """import_jobs.retry of the finished S3 import runs the same job again over its failed file
+    only: notvideo.mp4 fails again, the two imported files stay, the index is unchanged."""
+    before = video_ids_of(vv, s3_index.index_id)
+    retried = vv.import_jobs.retry(s3_import.job.job_id)
+    assert retried.job_id == s3_import.job.job_id, "a connector import is retried in place"
+    assert retried.status in {"pending", "scanning", "importing"}, retried
+    done = vv.import_jobs.wait_for_completion(retried.job_id, poll_interval=POLL_S, timeout=JOB_TIMEOUT_S)
+    p = done.progress
+    assert done.status == "completed" and (p.total_files, p.imported, p.failed) == (3, 2, 1), done
+    assert done.video_ids == s3_import.job.video_ids, (done.video_ids, s3_import.job.video_ids)
+    assert [f.file_name for f in vv.import_jobs.iter_files(done.job_id, failed_only=True)] == ["notvideo.mp4"]
+    assert video_ids_of(vv, s3_index.index_id) == before
 
 
 def test_local_import_throughput_against_s3(
@@ -615,15 +672,19 @@ def test_index_export_downloads_the_index(
     assert vv.exports.download_url(created.export_id) is None, "over http the SDK accepts no capability URL"
     assert vv.exports.retrieve(created.export_id).file_size_bytes == done.file_size_bytes
     assert created.export_id in {e.export_id for e in vv.exports.list()}
-    assert len(vv.exports.list(limit=1)) == 1
+    assert [e.export_id for e in vv.exports.list(limit=1)] == [created.export_id], "newest first"
     figures(
         f"index export ({len(exported)} media, {sum(len(m['segments']) for m in exported.values())} segments): "
-        f"{done.file_size_bytes} bytes, create to completed {seconds:.2f} s"
+        f"{done.file_size_bytes} bytes, create to completed {seconds * 1000:.0f} ms"
     )
 
 
 def test_export_to_the_s3_connector_lands_under_its_base_path(
-    delivery: Delivery, vv: VideoVector, s3_conn: videovector.Connector, s3_index: videovector.Index, s3_import: Imported
+    delivery: Delivery,
+    vv: VideoVector,
+    s3_conn: videovector.Connector,
+    s3_index: videovector.Index,
+    s3_import: Imported,
 ) -> None:
     """destination_connector_id + destination_subpath: the file is written to
     <export_base_path>/<subpath>/<export_id>.json in the bucket, destination_uri names it, and
@@ -746,7 +807,7 @@ def hooks(
         url=receiver.url("/main"),
         events=HOOK_EVENTS,
         index_ids=[hook_index.index_id],
-        metadata={"team": "delivery", "n": 1},
+        metadata={"team": "délivery ✓ 😀", "n": 1, "ratio": 0.25},
     )
     scoped = vv.webhooks.create(
         name=unique("other hook"), url=receiver.url("/scoped"), events=HOOK_EVENTS, index_ids=[other.index_id]
@@ -820,7 +881,8 @@ def test_webhooks_deliver_each_event_once_signed_and_retried(
         p = copies[0]
         assert all(c == p for c in copies), f"the copies of {delivery_id} differ"
         per_event_and_hook.setdefault((p["event_id"], p["webhook_id"]), set()).add(delivery_id)
-        assert p["webhook_id"] == hooks.main.webhook_id and p["metadata"] == {"team": "delivery", "n": 1}, p
+        assert p["webhook_id"] == hooks.main.webhook_id, p
+        assert p["metadata"] == {"team": "délivery ✓ 😀", "n": 1, "ratio": 0.25}, p
         assert p["data"]["index_id"] == hook_index.index_id, p
         assert p["event_id"].startswith("evt_") and p["created_at"], p
         details = p["data"]["details"]
@@ -868,7 +930,8 @@ def test_webhooks_deliver_each_event_once_signed_and_retried(
     p50 = statistics.median(latencies)
     p99 = latencies[min(len(latencies) - 1, int(round(0.99 * (len(latencies) - 1))))]
     figures(
-        f"webhook delivery latency, event created_at to receipt ({len(latencies)} deliveries): "
+        f"webhook delivery latency, event created_at to first receipt ({len(latencies)} deliveries, "
+        f"so p99 is the slowest): "
         f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms"
     )
     assert p50 < 2.0, f"median delivery latency {p50:.2f} s"
@@ -998,7 +1061,200 @@ def test_webhook_management(
         assert raw.count(secret.encode()) == 1, "a webhook secret was returned more than once"
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: a webhook.test payload has no delivery_id")
+@dataclass
+class FailedExport:
+    export_id: str
+    index_id: str
+    error: str
+    everywhere: videovector.WebhookWithSecret
+    scoped: videovector.WebhookWithSecret
+
+
+@pytest.fixture(scope="module")
+def failed_export(vv: VideoVector, receiver: WebhookReceiver, s3_index: videovector.Index) -> FailedExport:
+    """Two webhooks on export.failed (one for every index, one scoped to the S3 index), then an
+    export of the S3 index to a connector whose bucket is not there."""
+    everywhere = vv.webhooks.create(name=unique("failures"), url=receiver.url("/failures"), events=["export.failed"])
+    scoped = vv.webhooks.create(
+        name=unique("scoped failures"),
+        url=receiver.url("/scoped-failures"),
+        events=["export.failed"],
+        index_ids=[s3_index.index_id],
+    )
+    receiver.secrets |= {everywhere.secret, scoped.secret}
+    nowhere = vv.connectors.create_s3(
+        name=unique("no export bucket"),
+        bucket="vv-missing-export-bucket",
+        region="us-east-1",
+        aws_access_key_id="AKIATESTKEY0008",
+        aws_secret_access_key=S3_SECRET,
+        scopes=["export"],
+    )
+    created = vv.exports.create_index_export(s3_index.index_id, destination_connector_id=nowhere.connector_id)
+    with pytest.raises(ProcessingError) as failed:
+        wait_export(vv, created.export_id)
+    return FailedExport(created.export_id, s3_index.index_id, str(failed.value), everywhere, scoped)
+
+
+def test_an_export_that_cannot_be_written_fails_and_says_why(
+    vv: VideoVector, receiver: WebhookReceiver, failed_export: FailedExport
+) -> None:
+    """An export to a missing bucket ends failed (wait_for_completion raises ProcessingError
+    with the reason), has no file, and its export.failed event is delivered."""
+    assert "vv-missing-export-bucket" in failed_export.error or "NoSuchBucket" in failed_export.error, failed_export
+    e = vv.exports.retrieve(failed_export.export_id)
+    assert e.status == "failed" and e.error_message and e.download_url is None, e
+    assert e.destination_type == "connector" and not e.destination_uri, e
+    with pytest.raises(VideoVectorError) as not_ready:
+        vv.exports.download(failed_export.export_id, io.BytesIO())
+    assert 400 <= not_ready.value.status_code < 500, not_ready.value
+    delivered = poll(
+        lambda: vv.webhooks.list_deliveries(failed_export.everywhere.webhook_id),
+        lambda ds: len(ds) == 1 and ds[0].status == "delivered",
+        timeout=DELIVERY_TIMEOUT_S,
+        interval=0.2,
+    )[0]
+    assert delivered.event_type == "export.failed", delivered
+    (receipt,) = receiver.on("/failures")
+    payload = check_receipt(receipt, failed_export.everywhere.secret)
+    assert payload["event_type"] == "export.failed", payload
+    assert payload["data"]["details"]["export_id"] == failed_export.export_id, payload
+    assert payload["data"]["details"]["error_message"], payload
+
+
+def test_export_failed_reaches_a_webhook_scoped_to_the_index(
+    vv: VideoVector, receiver: WebhookReceiver, failed_export: FailedExport
+) -> None:
+    """export.failed of an index export names the index (as export.ready does), so a webhook
+    scoped to that index receives it."""
+    (receipt,) = receiver.on("/failures")
+    assert receipt.json()["data"]["index_id"] == failed_export.index_id, receipt.json()["data"]
+    scoped = poll(
+        lambda: receiver.on("/scoped-failures"), lambda rs: len(rs) == 1, timeout=DELIVERY_TIMEOUT_S, interval=0.2
+    )
+    assert scoped[0].json()["data"]["details"]["export_id"] == failed_export.export_id
+
+
+def test_creates_replay_under_the_same_idempotency_key(
+    vv: VideoVector, s3_index: videovector.Index, s3_import: Imported, receiver: WebhookReceiver
+) -> None:
+    """The SDK sends an Idempotency-Key with every create; the same key again answers the first
+    reply and makes nothing new (connector, import job, export, webhook)."""
+    key = unique("idem")
+    args = dict(
+        name=unique("idem s3"),
+        bucket=BUCKET,
+        region="us-east-1",
+        aws_access_key_id="AKIATESTKEY0006",
+        aws_secret_access_key=S3_SECRET,
+        scopes=["import", "export"],
+    )
+    first = vv.connectors.create_s3(**args, idempotency_key=f"{key}-conn")
+    again = vv.connectors.create_s3(**args, idempotency_key=f"{key}-conn")
+    assert again.connector_id == first.connector_id
+    assert [c.connector_id for c in vv.connectors.list()].count(first.connector_id) == 1
+    assert sum(c.name == args["name"] for c in vv.connectors.list()) == 1, "a replayed create made a second connector"
+
+    job = vv.import_jobs.create(
+        connector_id=first.connector_id,
+        index_id=s3_index.index_id,
+        source_prefix="batch/",
+        file_pattern="rocket.jpg",
+        recursive=False,
+        idempotency_key=f"{key}-import",
+    )
+    replayed = vv.import_jobs.create(
+        connector_id=first.connector_id,
+        index_id=s3_index.index_id,
+        source_prefix="batch/",
+        file_pattern="rocket.jpg",
+        recursive=False,
+        idempotency_key=f"{key}-import",
+    )
+    assert replayed.job_id == job.job_id
+    vv.import_jobs.wait_for_completion(job.job_id, poll_interval=POLL_S, timeout=JOB_TIMEOUT_S)
+    assert sum(j.connector_id == first.connector_id for j in vv.import_jobs.list()) == 1
+
+    export = vv.exports.create_index_export(s3_index.index_id, idempotency_key=f"{key}-export")
+    replayed_export = vv.exports.create_index_export(s3_index.index_id, idempotency_key=f"{key}-export")
+    assert replayed_export.export_id == export.export_id
+    wait_export(vv, export.export_id)
+
+    hook_args = dict(name=unique("idem hook"), url=receiver.url("/idem"), events=["prompt_run.failed"])
+    hook = vv.webhooks.create(**hook_args, idempotency_key=f"{key}-hook")
+    hook_again = vv.webhooks.create(**hook_args, idempotency_key=f"{key}-hook")
+    assert hook_again.webhook_id == hook.webhook_id
+    assert sum(w.name == hook_args["name"] for w in vv.webhooks.list()) == 1
+    vv.webhooks.delete(hook.webhook_id)
+    vv.connectors.delete(first.connector_id)
+
+
+def test_delivery_routes_check_the_keys_scopes(
+    delivery: Delivery, vv: VideoVector, s3_conn: videovector.Connector, s3_index: videovector.Index
+) -> None:
+    """A read key lists connectors, webhooks and exports but creates none (403); a write key
+    creates but cannot delete a connector (admin); the event names need no key."""
+    reader = vv.api_keys.create(name=unique("delivery read"), scopes=["read"])
+    writer = vv.api_keys.create(name=unique("delivery write"), scopes=["write"])
+    with delivery.server.client(reader.key) as r:
+        assert s3_conn.connector_id in {c.connector_id for c in r.connectors.list()}
+        assert r.connectors.browse(s3_conn.connector_id, prefix="batch/", recursive=False)
+        assert isinstance(r.webhooks.list(), list) and isinstance(r.exports.list(), list)
+        with pytest.raises(AuthorizationError):
+            r.connectors.create_s3(
+                name="x", bucket=BUCKET, region="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
+            )
+        with pytest.raises(AuthorizationError):
+            r.import_jobs.create(connector_id=s3_conn.connector_id, index_id=s3_index.index_id)
+        with pytest.raises(AuthorizationError):
+            r.exports.create_index_export(s3_index.index_id)
+        with pytest.raises(AuthorizationError):
+            r.webhooks.create(name="x", url="https://example.com/x", events=["export.ready"])
+    with delivery.server.client(writer.key) as w:
+        made = w.connectors.create_s3(
+            name=unique("writer's"),
+            bucket=BUCKET,
+            region="us-east-1",
+            aws_access_key_id="AKIATESTKEY0007",
+            aws_secret_access_key=S3_SECRET,
+        )
+        with pytest.raises(AuthorizationError):
+            w.connectors.delete(made.connector_id)
+    vv.connectors.delete(made.connector_id)
+    with delivery.server.http(api_key=None) as anonymous:
+        r = anonymous.get("/webhooks/events")
+        assert r.status_code == 200 and set(r.json()) == EVENT_NAMES, r.text
+        assert_error(anonymous.get("/connectors"), {401})
+    for key in (reader, writer):
+        vv.api_keys.delete(key.key_id)
+
+
+def test_delivery_bodies_are_pythons_canonical_json_for_every_number(
+    vv: VideoVector, receiver: WebhookReceiver
+) -> None:
+    """Metadata with small and large floats, big integers and non-ASCII text, echoed into a
+    webhook.test delivery: the body is json.dumps(payload, sort_keys=True) byte for byte."""
+    metadata = {
+        "tiny": 1e-07,
+        "small": 2.5e-05,
+        "big": 1e20,
+        "huge": 12345678901234567890,
+        "text": "délivery ✓ 😀",
+    }
+    hook = vv.webhooks.create(
+        name=unique("numbers"), url=receiver.url("/numbers"), events=["export.ready"], metadata=metadata
+    )
+    receiver.secrets.add(hook.secret)
+    try:
+        assert vv.webhooks.test(hook.webhook_id).success
+        r = receiver.on("/numbers")[-1]
+        payload = r.json()
+        assert payload["metadata"] == metadata, payload["metadata"]
+        assert r.body == json.dumps(payload, sort_keys=True).encode(), r.body
+    finally:
+        vv.webhooks.delete(hook.webhook_id)
+
+
 def test_a_test_delivery_names_its_delivery_id(vv: VideoVector, receiver: WebhookReceiver, hooks: Hooks) -> None:
     """The payload of webhooks.test() carries the delivery_id its X-Delivery-ID header names, as
     every event delivery's payload does, so that one receiver de-duplicates both the same way."""
@@ -1028,7 +1284,8 @@ def test_a_delivery_pending_at_sigterm_is_sent_once_after_the_restart(
             if d.payload and d.payload["data"]["details"].get("export_id") == export_id
         ]
 
-    waiting = poll(pending, lambda ds: len(ds) == 1 and ds[0].attempts >= 1, timeout=DELIVERY_TIMEOUT_S, interval=0.1)[0]
+    retrying = poll(pending, lambda ds: len(ds) == 1 and ds[0].attempts >= 1, timeout=DELIVERY_TIMEOUT_S, interval=0.1)
+    waiting = retrying[0]
     assert waiting.status == "retrying" and waiting.next_retry_at and waiting.error_message, waiting
 
     status = stop_server(delivery.server.proc)
@@ -1058,3 +1315,21 @@ def test_a_delivery_pending_at_sigterm_is_sent_once_after_the_restart(
     payloads = [check_receipt(r, hooks.main.secret) for r in arrived]
     assert all(p == payloads[0] for p in payloads), "the copies of the delivery differ"
     assert payloads[0]["event_type"] == "export.ready" and payloads[0]["data"]["details"]["export_id"] == export_id
+
+
+def test_a_connector_import_completes_once_its_media_are_transcribed(delivery: Delivery) -> None:
+    """speech.mp3 from the local connector: when the import reads completed, its ingest has
+    ended, transcript included (as an upload's import job does): an export made at once holds
+    the transcript. Last in the module: the transcription it starts is stopped by the teardown."""
+    shutil.copyfile(MEDIA / "speech.mp3", delivery.local_root / "speech.mp3")
+    with delivery.client() as vv:
+        r = post_local_connector(delivery, {"name": unique("speech"), "path": str(delivery.local_root)})
+        assert r.status_code == 201, r.text
+        index = vv.indexes.create(name=unique("speech import"))
+        job = run_import(vv, r.json()["connector_id"], index.index_id, "", "speech.mp3", recursive=False).job
+        assert job.status == "completed" and job.progress.imported == 1, job
+        export = wait_export(vv, vv.exports.create_index_export(index.index_id).export_id)
+        doc = json.loads(b"".join(vv.exports.iter_download(export.export_id)))
+        (item,) = doc["media"]
+        assert item["media"]["media_type"] == "audio" and item["segments"], item["media"]
+        assert item["transcript"], "the import completed before speech.mp3 was transcribed"

@@ -487,3 +487,114 @@ pub async fn retry_delivery(State(app): State<Shared>, Path(id): Path<String>) -
 pub async fn events() -> ApiResult {
     ok(json!(crate::delivery::EVENT_NAMES))
 }
+
+// ---- automations ----
+
+fn automation_json<T: serde::Serialize>(a: &T) -> Value {
+    let mut v = serde_json::to_value(a).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("cursor");
+    }
+    v
+}
+
+#[derive(Deserialize)]
+pub struct PutImportAutomation {
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    paused: bool,
+    connector_id: String,
+    #[serde(default)]
+    source_prefix: String,
+    file_pattern: Option<String>,
+    recursive: Option<bool>,
+    debounce_interval: Option<String>,
+    prompt_preset: Option<Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The API's debounce intervals.
+const INTERVALS: [&str; 4] = ["5m", "10m", "1h", "1d"];
+
+pub async fn put_import_automation(
+    State(app): State<Shared>,
+    Path(index): Path<String>,
+    Json(b): Json<PutImportAutomation>,
+) -> ApiResult {
+    let debounce = b.debounce_interval.unwrap_or_else(|| "10m".into());
+    if !INTERVALS.contains(&debounce.as_str()) {
+        return Err(ApiError::invalid("debounce_interval", format!("{debounce:?}: use 5m, 10m, 1h or 1d")));
+    }
+    let mut a = crate::delivery::ImportAutomation::new(index, b.connector_id, debounce)
+        .prefix(b.source_prefix)
+        .pattern(b.file_pattern.unwrap_or_else(|| "*".into()));
+    a.enabled = b.enabled;
+    a.paused = b.paused;
+    a.recursive = b.recursive.unwrap_or(true);
+    a.prompt_preset = b.prompt_preset.filter(|p| !p.is_null());
+    let a = blocking(&app, move |x| x.engine.automations().put_import(a)).await?;
+    ok(automation_json(&a))
+}
+
+pub async fn import_automation(State(app): State<Shared>, Path(index): Path<String>) -> ApiResult {
+    ok(automation_json(&blocking(&app, move |x| x.engine.automations().import(&index)).await?))
+}
+
+#[derive(Deserialize)]
+pub struct PutExportAutomation {
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    paused: bool,
+    destination_connector_id: String,
+    destination_subpath: Option<String>,
+}
+
+pub async fn put_export_automation(
+    State(app): State<Shared>,
+    Path(index): Path<String>,
+    Json(b): Json<PutExportAutomation>,
+) -> ApiResult {
+    let mut a = crate::delivery::ExportAutomation::new(index, b.destination_connector_id, b.destination_subpath);
+    a.enabled = b.enabled;
+    a.paused = b.paused;
+    let a = blocking(&app, move |x| x.engine.automations().put_export(a)).await?;
+    ok(automation_json(&a))
+}
+
+pub async fn export_automation(State(app): State<Shared>, Path(index): Path<String>) -> ApiResult {
+    ok(automation_json(&blocking(&app, move |x| x.engine.automations().export(&index)).await?))
+}
+
+async fn pause(app: Shared, index: String, kind: &'static str, paused: bool) -> ApiResult {
+    let v = blocking(&app, move |x| {
+        x.engine.automations().set_paused(&index, kind, paused)?;
+        Ok(if kind == "import" {
+            automation_json(&x.engine.automations().import(&index)?)
+        } else {
+            automation_json(&x.engine.automations().export(&index)?)
+        })
+    })
+    .await?;
+    ok(v)
+}
+
+pub async fn pause_import_automation(State(app): State<Shared>, Path(index): Path<String>) -> ApiResult {
+    pause(app, index, "import", true).await
+}
+
+pub async fn resume_import_automation(State(app): State<Shared>, Path(index): Path<String>) -> ApiResult {
+    pause(app, index, "import", false).await
+}
+
+pub async fn pause_export_automation(State(app): State<Shared>, Path(index): Path<String>) -> ApiResult {
+    pause(app, index, "export", true).await
+}
+
+pub async fn resume_export_automation(State(app): State<Shared>, Path(index): Path<String>) -> ApiResult {
+    pause(app, index, "export", false).await
+}

@@ -51,6 +51,18 @@ pub fn routes(app: Shared) -> Router<Shared> {
         .route("/import-jobs/{job_id}/files", get(videos::import_files))
         .route("/import-jobs/{job_id}/cancel", post(videos::import_cancel))
         .route("/import-jobs/{job_id}/retry", post(videos::import_retry))
+        .route(
+            "/indexes/{index_id}/automations/import",
+            get(delivery::import_automation).put(delivery::put_import_automation),
+        )
+        .route("/indexes/{index_id}/automations/import/pause", post(delivery::pause_import_automation))
+        .route("/indexes/{index_id}/automations/import/resume", post(delivery::resume_import_automation))
+        .route(
+            "/indexes/{index_id}/automations/export",
+            get(delivery::export_automation).put(delivery::put_export_automation),
+        )
+        .route("/indexes/{index_id}/automations/export/pause", post(delivery::pause_export_automation))
+        .route("/indexes/{index_id}/automations/export/resume", post(delivery::resume_export_automation))
         .route("/connectors", get(delivery::connectors))
         .route("/connectors/s3", post(delivery::create_s3))
         .route("/connectors/azure", post(delivery::create_azure))

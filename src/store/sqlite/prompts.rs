@@ -398,11 +398,11 @@ impl PromptStore for SqliteStore {
                 RunStatus::Cancelled => EventType::PromptRunCancelled,
                 _ => EventType::PromptRunFailed,
             };
-            append_event(
-                tx,
-                &event(kind, serde_json::json!({"run_id": run.run_id, "status": status, "error": error}))
-                    .run(&run.run_id),
-            )?;
+            let mut e = event(kind, serde_json::json!({"run_id": run.run_id, "status": status, "error": error}))
+                .run(&run.run_id);
+            // Index-scoped readers (webhooks, automations) see the run's index.
+            e.index_id = run.index_id.clone();
+            append_event(tx, &e)?;
             get_run(tx, run_id)
         })
     }
