@@ -138,6 +138,20 @@ CREATE TABLE IF NOT EXISTS automations (
     config TEXT NOT NULL,
     PRIMARY KEY (index_id, kind)
 );
+CREATE TABLE IF NOT EXISTS collections (
+    collection_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    description TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS collection_media (
+    collection_id TEXT NOT NULL,
+    video_id TEXT NOT NULL,
+    added_at TEXT NOT NULL,
+    PRIMARY KEY (collection_id, video_id)
+);
+CREATE INDEX IF NOT EXISTS collection_media_video ON collection_media (video_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 

@@ -8,6 +8,7 @@
 //! are made by one dispatcher thread per engine that tails the event log.
 
 pub(crate) mod automations;
+pub(crate) mod collections;
 pub(crate) mod connectors;
 pub(crate) mod db;
 pub(crate) mod exports;
@@ -15,6 +16,7 @@ pub(crate) mod imports;
 pub(crate) mod webhooks;
 
 pub use automations::{parse_interval, ExportAutomation, ImportAutomation};
+pub use collections::{Collection, CollectionThumbnail, NumberedPage, MAX_PAGE_SIZE};
 pub use connectors::{CloudFile, Connector, ConnectorTest, NewConnector, Provider};
 pub use exports::{Export, ExportFormat, ExportRequest, ExportTarget};
 pub use imports::{ImportFile, ImportJob, ImportOutput, ImportProgress, ImportRequest};

@@ -6,6 +6,7 @@
 //! Long work (an ingest) runs as jobs on the engine's worker threads.
 
 mod automations;
+mod collections;
 mod delivery;
 mod embeddings;
 mod indexes;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use automations::Automations;
+pub use collections::Collections;
 pub use delivery::{Connectors, Exports, Imports, Webhooks};
 pub use embeddings::{Embeddings, SegmentEmbedding, TextEmbedding, TextEmbeddings, VideoEmbeddings};
 pub use indexes::Indexes;
@@ -314,6 +316,11 @@ impl Engine {
     /// `client.exports`: an index or a run written to a file or a connector.
     pub fn exports(&self) -> Exports<'_> {
         Exports::new(self)
+    }
+
+    /// Named sets of processed media across indexes, with search scoped to one.
+    pub fn collections(&self) -> Collections<'_> {
+        Collections::new(self)
     }
 
     /// Import and export automations of indexes.

@@ -64,6 +64,9 @@ pub struct TextSearch {
     /// search: `top_k` results come back whenever that many segments pass.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// Only segments of these media items (of the searched scope); empty: every media item.
+    #[serde(default)]
+    pub video_ids: Vec<String>,
 }
 
 /// `POST /indexes/{index_id}/image-search`: `ImageSearch::new(ImageInput::Path(..)).top_k(5)`.
@@ -76,6 +79,9 @@ pub struct ImageSearch {
     pub run_ids: Vec<String>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// Only segments of these media items (of the searched scope); empty: every media item.
+    #[serde(default)]
+    pub video_ids: Vec<String>,
 }
 
 /// `POST /indexes/{index_id}/multimodal-search`:
@@ -94,6 +100,9 @@ pub struct MultimodalSearch {
     pub run_ids: Vec<String>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// Only segments of these media items (of the searched scope); empty: every media item.
+    #[serde(default)]
+    pub video_ids: Vec<String>,
 }
 
 /// The builder methods every search request has: `top_k`, `run_ids` and `conditions`.
@@ -116,6 +125,12 @@ macro_rules! common_builders {
                 self.conditions = conditions;
                 self
             }
+
+            /// Search only segments of these media items (a collection's, say).
+            pub fn video_ids(mut self, video_ids: Vec<String>) -> Self {
+                self.video_ids = video_ids;
+                self
+            }
         }
     )+};
 }
@@ -130,7 +145,13 @@ impl TextSearch {
 
 impl ImageSearch {
     pub fn new(image: ImageInput) -> Self {
-        ImageSearch { image_data: image, top_k: None, run_ids: Vec::new(), conditions: Vec::new() }
+        ImageSearch {
+            image_data: image,
+            top_k: None,
+            run_ids: Vec::new(),
+            conditions: Vec::new(),
+            video_ids: Vec::new(),
+        }
     }
 }
 

@@ -13,9 +13,9 @@ use crate::error::{Error, Result};
 use crate::ids::SegmentId;
 use crate::ml::{Models, Role};
 use crate::store::RunOutline;
-use crate::store::{all_segments, Candidates, Stores};
+use crate::store::{all_run_segments, all_segments, Candidates, Stores};
 use crate::types::filter::Condition;
-use crate::types::{ModelRef, Scope, Segment, Space};
+use crate::types::{ModelRef, Scope, Segment, SegmentKind, Space};
 
 /// What a search reads: the stores and the query encoders.
 pub(crate) struct Searcher<'a> {
@@ -42,7 +42,37 @@ struct Want<'a> {
 impl Searcher<'_> {
     /// The restriction a request asks for: `conditions` over the results of `run_ids` (or of
     /// every run in scope), or the segments of `run_ids`, or none.
-    fn only(&self, scope: &Scope, run_ids: &[String], conditions: &[Condition]) -> Result<Only> {
+    fn only(&self, scope: &Scope, run_ids: &[String], conditions: &[Condition], video_ids: &[String]) -> Result<Only> {
+        if !video_ids.is_empty() {
+            if !conditions.is_empty() {
+                return Err(Error::invalid(
+                    "video_ids",
+                    "cannot be combined with conditions; filter by a condition instead",
+                ));
+            }
+            // The media's ingest segments and, for run_ids, the runs' own segments of them.
+            let mut set = HashSet::new();
+            for id in video_ids {
+                let media = self.stores.catalog.media(id)?;
+                if Scope::of(media.index_id.as_ref()) != *scope {
+                    return Err(Error::invalid("video_ids", format!("{id} is not a media item of {scope}")));
+                }
+                for kind in [SegmentKind::Video, SegmentKind::Audio] {
+                    let runs = std::iter::once(None).chain(run_ids.iter().map(|r| Some(r.as_str())));
+                    for run in runs {
+                        set.extend(
+                            all_run_segments(self.stores.catalog.as_ref(), id, kind, run)?
+                                .into_iter()
+                                .map(|s| s.segment_id),
+                        );
+                    }
+                }
+            }
+            if let Some(runs) = self.run_segments(run_ids)? {
+                set.retain(|s| runs.contains(s));
+            }
+            return Ok(Only::Segments(set));
+        }
         if !conditions.is_empty() {
             return Ok(Only::Results(self.restriction(vec![scope.clone()], run_ids, conditions)?));
         }
@@ -92,7 +122,7 @@ impl Searcher<'_> {
     pub fn text(&self, scope: &Scope, req: &TextSearch) -> Result<SearchResponse> {
         let query = query_text("query", &req.query)?;
         let k = top_k(req.top_k)?;
-        let only = self.only(scope, &req.run_ids, &req.conditions)?;
+        let only = self.only(scope, &req.run_ids, &req.conditions, &req.video_ids)?;
         let mut lists = Vec::new();
         if self.stores.vectors.space_model(scope, Space::Visual)?.is_some() {
             let clip = self.models.visual()?.ok_or_else(|| self.models.missing(Role::Visual))?;
@@ -175,7 +205,7 @@ impl Searcher<'_> {
     /// Image search over keyframes; `score` is the cosine similarity.
     pub fn image(&self, scope: &Scope, req: &ImageSearch) -> Result<SearchResponse> {
         let k = top_k(req.top_k)?;
-        let only = self.only(scope, &req.run_ids, &req.conditions)?;
+        let only = self.only(scope, &req.run_ids, &req.conditions, &req.video_ids)?;
         let img = decode_image(&req.image_data)?;
         let clip = self.models.visual()?.ok_or_else(|| self.models.missing(Role::Visual))?;
         let q = clip.embed_images(&[img])?.remove(0);
@@ -197,7 +227,7 @@ impl Searcher<'_> {
     pub fn multimodal(&self, scope: &Scope, req: &MultimodalSearch) -> Result<SearchResponse> {
         let k = top_k(req.top_k)?;
         let (tw, iw) = weights(req.text_weight, req.image_weight)?;
-        let only = self.only(scope, &req.run_ids, &req.conditions)?;
+        let only = self.only(scope, &req.run_ids, &req.conditions, &req.video_ids)?;
         if req.text_query.is_none() && req.image_data.is_none() {
             return Err(Error::invalid("text_query", "give text_query, image_data or both"));
         }

@@ -396,3 +396,69 @@ fn automations_import_new_files_run_the_preset_and_export_each_completed_run() {
     let _ =
         engine.prompt_runs().cancel(engine.automations().import("auto").unwrap().last_run_id.as_deref().unwrap_or(""));
 }
+
+#[test]
+fn collections_hold_processed_media_across_indexes_and_scope_search() {
+    // With an image-text model (the tests' tiny CLIP checkpoint): keyframes have vectors, so
+    // the scoped search returns real hits.
+    let tmp = tempfile::tempdir().unwrap();
+    let clip = tmp.path().join("clip");
+    std::fs::create_dir(&clip).unwrap();
+    crate::clip_golden::write_tiny_clip(&clip);
+    let options = EngineOptions::new()
+        .visual_model(ModelChoice::Use(clip.display().to_string()))
+        .text_model(ModelChoice::Off)
+        .asr_model(ModelChoice::Off);
+    let engine = Engine::open_with(tmp.path().join("data"), options).unwrap();
+    engine.indexes().create("a", None).unwrap();
+    engine.indexes().create("b", None).unwrap();
+    let ingest = |path: &str, index: &str| {
+        let opts = videovector::IngestOptions::new().index(index);
+        engine.videos().ingest(fixture(path), &opts).unwrap().video_id.unwrap().to_string()
+    };
+    let bikes = ingest("bikes.mp4", "a");
+    let rocket = ingest("rocket.jpg", "b");
+    let flower = ingest("flower.jpg", "b");
+    let c = engine.collections().create("picks", Some("best of")).unwrap();
+    assert_eq!(engine.collections().create(" picks ", None).unwrap_err().kind(), videovector::ErrorKind::Conflict);
+    engine.collections().add_video(&c.collection_id, &bikes).unwrap();
+    let c2 = engine.collections().add_video(&c.collection_id, &rocket).unwrap();
+    assert_eq!(c2.video_count, 2);
+    assert_eq!(c2.thumbnails.len(), 2);
+    assert!(c2.thumbnails.iter().all(|t| std::path::Path::new(&t.path).exists()));
+    let again = engine.collections().add_video(&c.collection_id, &bikes).unwrap_err();
+    assert_eq!(again.kind(), videovector::ErrorKind::Conflict);
+    assert_eq!(
+        engine.collections().add_video(&c.collection_id, "vid_0000000000000000").unwrap_err().kind(),
+        videovector::ErrorKind::NotFound
+    );
+    assert!(engine.collections().update(&c.collection_id, None, None).unwrap_err().to_string().contains("name"));
+    let renamed = engine.collections().update(&c.collection_id, Some("favourites"), None).unwrap();
+    assert_eq!((renamed.name.as_str(), renamed.description.as_deref()), ("favourites", Some("best of")));
+
+    let page = engine.collections().list_videos(&c.collection_id, 1, 1, "title", "asc").unwrap();
+    assert_eq!((page.total, page.data.len()), (2, 1));
+    assert_eq!(page.data[0].title, "bikes.mp4");
+    let page2 = engine.collections().list_videos(&c.collection_id, 2, 1, "title", "asc").unwrap();
+    assert_eq!(page2.data[0].title, "rocket.jpg");
+    assert!(engine.collections().list_videos(&c.collection_id, 0, 1, "title", "asc").is_err());
+
+    // Search covers both indexes the collection draws from, and nothing outside it (flower.jpg
+    // is in index b, not in the collection); with top_k above the collection's 7 keyframes,
+    // every one of them comes back.
+    let found =
+        engine.collections().search(&c.collection_id, &videovector::TextSearch::new("a rocket").top_k(50)).unwrap();
+    let ids: HashSet<&str> = found.results.iter().map(|h| h.video_id.as_str()).collect();
+    assert_eq!(ids, HashSet::from([bikes.as_str(), rocket.as_str()]), "{found:?}");
+    assert!(!ids.contains(flower.as_str()));
+    let keyframes = segments_of(&engine, &bikes, SegmentKind::Video).len() + 1;
+    assert_eq!(found.results.len(), keyframes, "{found:?}");
+    assert!(found.results.windows(2).all(|w| w[0].score >= w[1].score));
+
+    // Deleting media drops it from the collection; deleting the collection keeps media.
+    engine.videos().delete(&rocket).unwrap();
+    assert_eq!(engine.collections().retrieve(&c.collection_id).unwrap().video_count, 1);
+    engine.collections().delete(&c.collection_id).unwrap();
+    assert!(engine.videos().retrieve(&bikes).is_ok());
+    assert_eq!(engine.collections().list(1, 10).unwrap().total, 0);
+}

@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::extract::{Multipart, Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -597,4 +597,146 @@ pub async fn pause_export_automation(State(app): State<Shared>, Path(index): Pat
 
 pub async fn resume_export_automation(State(app): State<Shared>, Path(index): Path<String>) -> ApiResult {
     pause(app, index, "export", false).await
+}
+
+// ---- collections ----
+
+fn collection_json(c: &crate::delivery::Collection, base: &crate::server::wire::Base) -> Value {
+    json!({
+        "collection_id": c.collection_id, "name": c.name, "description": c.description,
+        "parent_type": "user", "created_at": c.created_at, "updated_at": c.updated_at,
+        "video_count": c.video_count,
+        "thumbnails": c.thumbnails.iter().map(|t| base.thumbnail(&t.segment_id)).collect::<Vec<_>>(),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct NumberedQuery {
+    page: Option<u32>,
+    page_size: Option<u32>,
+    sort_by: Option<String>,
+    sort_order: Option<String>,
+}
+
+pub async fn collections(State(app): State<Shared>, headers: HeaderMap, Query(q): Query<NumberedQuery>) -> ApiResult {
+    let base = crate::server::base(&headers);
+    let p =
+        blocking(&app, move |a| a.engine.collections().list(q.page.unwrap_or(1), q.page_size.unwrap_or(10))).await?;
+    ok(json!({
+        "data": p.data.iter().map(|c| collection_json(c, &base)).collect::<Vec<_>>(),
+        "page": p.page, "page_size": p.page_size, "total": p.total,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct CollectionBody {
+    name: Option<String>,
+    description: Option<String>,
+}
+
+pub async fn create_collection(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Json(b): Json<CollectionBody>,
+) -> ApiResult {
+    let base = crate::server::base(&headers);
+    let name = b.name.ok_or_else(|| ApiError::invalid("name", "is required"))?;
+    let c = blocking(&app, move |a| a.engine.collections().create(&name, b.description.as_deref())).await?;
+    Ok(reply(StatusCode::CREATED, collection_json(&c, &base)))
+}
+
+pub async fn collection(State(app): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    let base = crate::server::base(&headers);
+    ok(collection_json(&blocking(&app, move |a| a.engine.collections().retrieve(&id)).await?, &base))
+}
+
+pub async fn update_collection(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(b): Json<CollectionBody>,
+) -> ApiResult {
+    let base = crate::server::base(&headers);
+    let c = blocking(&app, move |a| a.engine.collections().update(&id, b.name.as_deref(), b.description.as_deref()))
+        .await?;
+    ok(collection_json(&c, &base))
+}
+
+pub async fn delete_collection(State(app): State<Shared>, Path(id): Path<String>) -> ApiResult {
+    let msg = format!("collection {id} deleted; its media stay");
+    blocking(&app, move |a| a.engine.collections().delete(&id)).await?;
+    ok(json!({ "message": msg, "success": true }))
+}
+
+pub async fn collection_videos(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<NumberedQuery>,
+) -> ApiResult {
+    let base = crate::server::base(&headers);
+    let p = blocking(&app, move |a| {
+        a.engine.collections().list_videos(
+            &id,
+            q.page.unwrap_or(1),
+            q.page_size.unwrap_or(10),
+            q.sort_by.as_deref().unwrap_or("created_at"),
+            q.sort_order.as_deref().unwrap_or("desc"),
+        )
+    })
+    .await?;
+    ok(json!({
+        "data": p.data.iter().map(|m| crate::server::wire::video(m, &base)).collect::<Vec<_>>(),
+        "page": p.page, "page_size": p.page_size, "total": p.total,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct AddVideo {
+    video_id: String,
+}
+
+pub async fn add_collection_video(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(b): Json<AddVideo>,
+) -> ApiResult {
+    let base = crate::server::base(&headers);
+    let c = blocking(&app, move |a| a.engine.collections().add_video(&id, &b.video_id)).await?;
+    Ok(reply(StatusCode::CREATED, collection_json(&c, &base)))
+}
+
+pub async fn remove_collection_video(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path((id, video_id)): Path<(String, String)>,
+) -> ApiResult {
+    let base = crate::server::base(&headers);
+    let c = blocking(&app, move |a| a.engine.collections().remove_video(&id, &video_id)).await?;
+    ok(collection_json(&c, &base))
+}
+
+#[derive(Deserialize)]
+pub struct CollectionSearch {
+    query: String,
+    top_k: Option<usize>,
+}
+
+pub async fn search_collection(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(b): Json<CollectionSearch>,
+) -> ApiResult {
+    let base = crate::server::base(&headers);
+    let v = blocking(&app, move |a| {
+        let mut req = crate::TextSearch::new(b.query);
+        req.top_k = b.top_k;
+        let found = a.engine.collections().search(&id, &req)?;
+        super::search::record(a, "collection")?;
+        super::search::hits(a, &found, &base, false)
+    })
+    .await?;
+    ok(json!({ "results": v, "total": v.len() }))
 }

@@ -63,6 +63,20 @@ pub fn routes(app: Shared) -> Router<Shared> {
         )
         .route("/indexes/{index_id}/automations/export/pause", post(delivery::pause_export_automation))
         .route("/indexes/{index_id}/automations/export/resume", post(delivery::resume_export_automation))
+        .route("/collections", get(delivery::collections).post(delivery::create_collection))
+        .route(
+            "/collections/{collection_id}",
+            get(delivery::collection).patch(delivery::update_collection).delete(delivery::delete_collection),
+        )
+        .route(
+            "/collections/{collection_id}/videos",
+            get(delivery::collection_videos).post(delivery::add_collection_video),
+        )
+        .route(
+            "/collections/{collection_id}/videos/{video_id}",
+            axum::routing::delete(delivery::remove_collection_video),
+        )
+        .route("/collections/{collection_id}/search", post(delivery::search_collection))
         .route("/connectors", get(delivery::connectors))
         .route("/connectors/s3", post(delivery::create_s3))
         .route("/connectors/azure", post(delivery::create_azure))
