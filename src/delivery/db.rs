@@ -152,6 +152,17 @@ CREATE TABLE IF NOT EXISTS collection_media (
     PRIMARY KEY (collection_id, video_id)
 );
 CREATE INDEX IF NOT EXISTS collection_media_video ON collection_media (video_id);
+CREATE TABLE IF NOT EXISTS markers (
+    marker_id TEXT PRIMARY KEY,
+    target_type TEXT NOT NULL,
+    target_id TEXT NOT NULL,
+    field_path TEXT NOT NULL,
+    color TEXT,
+    note TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (target_type, target_id, field_path)
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 

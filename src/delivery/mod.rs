@@ -13,6 +13,7 @@ pub(crate) mod connectors;
 pub(crate) mod db;
 pub(crate) mod exports;
 pub(crate) mod imports;
+pub(crate) mod markers;
 pub(crate) mod webhooks;
 
 pub use automations::{parse_interval, ExportAutomation, ImportAutomation};
@@ -20,6 +21,7 @@ pub use collections::{Collection, CollectionThumbnail, NumberedPage, MAX_PAGE_SI
 pub use connectors::{CloudFile, Connector, ConnectorTest, NewConnector, Provider};
 pub use exports::{Export, ExportFormat, ExportRequest, ExportTarget};
 pub use imports::{ImportFile, ImportJob, ImportOutput, ImportProgress, ImportRequest};
+pub use markers::{Marker, MarkerUpsert, TARGET_TYPES};
 pub use webhooks::{canonical_json, signature, Delivery, NewWebhook, Webhook, WebhookTest, WebhookUpdate, EVENT_NAMES};
 
 use std::future::Future;

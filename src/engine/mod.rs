@@ -11,6 +11,7 @@ mod delivery;
 mod embeddings;
 mod indexes;
 mod jobs;
+mod markers;
 mod prompts;
 mod search;
 mod videos;
@@ -24,6 +25,7 @@ pub use delivery::{Connectors, Exports, Imports, Webhooks};
 pub use embeddings::{Embeddings, SegmentEmbedding, TextEmbedding, TextEmbeddings, VideoEmbeddings};
 pub use indexes::Indexes;
 pub use jobs::{Events, Jobs};
+pub use markers::Markers;
 pub use prompts::{PromptRuns, Prompts};
 pub use search::{Search, SqlSearch};
 pub use videos::{Batch, IngestResult, SegmentQuery, StatusSnapshot, Submission, Transcript, Videos};
@@ -321,6 +323,11 @@ impl Engine {
     /// Named sets of processed media across indexes, with search scoped to one.
     pub fn collections(&self) -> Collections<'_> {
         Collections::new(self)
+    }
+
+    /// Markers: a colour and a note on media, segments, prompts, runs, results or their fields.
+    pub fn markers(&self) -> Markers<'_> {
+        Markers::new(self)
     }
 
     /// Import and export automations of indexes.

@@ -462,3 +462,35 @@ fn collections_hold_processed_media_across_indexes_and_scope_search() {
     assert!(engine.videos().retrieve(&bikes).is_ok());
     assert_eq!(engine.collections().list(1, 10).unwrap().total, 0);
 }
+
+#[test]
+fn markers_pin_one_note_per_target_and_field() {
+    use videovector::delivery::MarkerUpsert;
+    let (_tmp, engine) = crate::common::temp_engine();
+    let media = engine.videos().ingest(fixture("rocket.jpg"), &videovector::IngestOptions::default()).unwrap();
+    let video = media.video_id.unwrap().to_string();
+    let segment = media.segments[0].segment_id.to_string();
+    let m = engine.markers().upsert(&MarkerUpsert::new("video", &video).color("red").note("check rights")).unwrap();
+    assert!(m.marker_id.starts_with("mrk_"));
+    // The same target again replaces color and note, keeping the marker.
+    let again = engine.markers().upsert(&MarkerUpsert::new("video", &video).color("green")).unwrap();
+    assert_eq!(again.marker_id, m.marker_id);
+    assert_eq!((again.color.as_deref(), again.note.as_deref()), (Some("green"), None));
+    engine.markers().upsert(&MarkerUpsert::new("segment", &segment).note("best frame")).unwrap();
+    assert_eq!(engine.markers().list(Some("video"), None).unwrap().len(), 1);
+    assert_eq!(engine.markers().list(None, None).unwrap().len(), 2);
+
+    let refused = |u: MarkerUpsert| engine.markers().upsert(&u).unwrap_err();
+    assert_eq!(
+        refused(MarkerUpsert::new("video", "vid_0000000000000000").color("red")).kind(),
+        videovector::ErrorKind::NotFound
+    );
+    assert!(refused(MarkerUpsert::new("clip", &video).color("red")).to_string().contains("target_type"));
+    assert!(refused(MarkerUpsert::new("video", &video)).to_string().contains("color"));
+    assert!(refused(MarkerUpsert::new("video", &video).field("place").color("red")).to_string().contains("field_path"));
+    assert!(refused(MarkerUpsert::new("segment_result", "run_x").color("red")).to_string().contains("target_id"));
+
+    engine.markers().delete(&m.marker_id).unwrap();
+    assert_eq!(engine.markers().delete(&m.marker_id).unwrap_err().kind(), videovector::ErrorKind::NotFound);
+    assert_eq!(engine.markers().list(None, None).unwrap().len(), 1);
+}

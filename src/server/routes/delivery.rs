@@ -740,3 +740,110 @@ pub async fn search_collection(
     .await?;
     ok(json!({ "results": v, "total": v.len() }))
 }
+
+// ---- markers ----
+
+fn marker_json(m: &crate::delivery::Marker) -> Value {
+    serde_json::to_value(m).unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+pub struct MarkerQuery {
+    target_type: Option<String>,
+    target_id: Option<String>,
+}
+
+pub async fn markers(State(app): State<Shared>, Query(q): Query<MarkerQuery>) -> ApiResult {
+    let list =
+        blocking(&app, move |a| a.engine.markers().list(q.target_type.as_deref(), q.target_id.as_deref())).await?;
+    ok(Value::Array(list.iter().map(marker_json).collect()))
+}
+
+pub async fn upsert_marker(State(app): State<Shared>, Json(b): Json<crate::delivery::MarkerUpsert>) -> ApiResult {
+    ok(marker_json(&blocking(&app, move |a| a.engine.markers().upsert(&b)).await?))
+}
+
+pub async fn delete_marker(State(app): State<Shared>, Path(id): Path<String>) -> ApiResult {
+    let msg = format!("marker {id} deleted");
+    blocking(&app, move |a| a.engine.markers().delete(&id)).await?;
+    ok(json!({ "message": msg, "success": true }))
+}
+
+/// Every marker, read once per reply, to fill the SDK's `marker` and `*_markers` fields.
+pub(crate) struct Marks(Vec<crate::delivery::Marker>);
+
+impl Marks {
+    pub async fn load(app: &Shared) -> ApiResult<Marks> {
+        Ok(Marks(blocking(app, |a| a.engine.markers().list(None, None)).await?))
+    }
+
+    fn info(m: &crate::delivery::Marker) -> Value {
+        json!({ "marker_id": m.marker_id, "color": m.color, "note": m.note, "updated_at": m.updated_at })
+    }
+
+    fn own(&self, target_type: &str, id: &str) -> Option<Value> {
+        self.0
+            .iter()
+            .find(|m| m.target_type == target_type && m.target_id == id && m.field_path.is_none())
+            .map(Self::info)
+    }
+
+    fn fields(&self, target_type: &str, id: &str, into: &mut serde_json::Map<String, Value>) {
+        for m in self.0.iter().filter(|m| m.target_type == target_type && m.target_id == id) {
+            if let Some(f) = &m.field_path {
+                into.insert(f.clone(), Self::info(m));
+            }
+        }
+    }
+
+    fn set_own(&self, v: &mut Value, target_type: &str, id_field: &str) {
+        let own = v[id_field].as_str().and_then(|id| self.own(target_type, id));
+        if let Some(marker) = own {
+            v["marker"] = marker;
+        }
+    }
+
+    pub fn video(&self, v: &mut Value) {
+        self.set_own(v, "video", "video_id");
+    }
+
+    pub fn segment(&self, v: &mut Value) {
+        self.set_own(v, "segment", "segment_id");
+    }
+
+    /// A run: its own marker, and field markers of the run and of its prompt.
+    pub fn run(&self, v: &mut Value) {
+        self.set_own(v, "prompt_run", "run_id");
+        let mut fields = serde_json::Map::new();
+        if let Some(p) = v["prompt_id"].as_str() {
+            self.fields("prompt", p, &mut fields);
+        }
+        if let Some(r) = v["run_id"].as_str() {
+            self.fields("prompt_run", r, &mut fields);
+        }
+        if !fields.is_empty() {
+            v["metadata_markers"] = Value::Object(fields);
+        }
+    }
+
+    /// A segment or media-wide result of `run`: its own marker, markers on its extracted
+    /// values (`extracted_metadata_markers`) and the run's and prompt's field markers
+    /// (`metadata_markers`).
+    pub fn result(&self, v: &mut Value, target_type: &str, run: &crate::PromptRun, id_field: &str) {
+        let Some(id) = v[id_field].as_str().map(|i| format!("{}/{i}", run.run_id)) else { return };
+        if let Some(m) = self.own(target_type, &id) {
+            v["marker"] = m;
+        }
+        let mut extracted = serde_json::Map::new();
+        self.fields(target_type, &id, &mut extracted);
+        if !extracted.is_empty() {
+            v["extracted_metadata_markers"] = Value::Object(extracted);
+        }
+        let mut fields = serde_json::Map::new();
+        self.fields("prompt", run.prompt_id.as_str(), &mut fields);
+        self.fields("prompt_run", run.run_id.as_str(), &mut fields);
+        if !fields.is_empty() {
+            v["metadata_markers"] = Value::Object(fields);
+        }
+    }
+}

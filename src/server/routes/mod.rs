@@ -77,6 +77,8 @@ pub fn routes(app: Shared) -> Router<Shared> {
             axum::routing::delete(delivery::remove_collection_video),
         )
         .route("/collections/{collection_id}/search", post(delivery::search_collection))
+        .route("/markers", get(delivery::markers).put(delivery::upsert_marker))
+        .route("/markers/{marker_id}", axum::routing::delete(delivery::delete_marker))
         .route("/connectors", get(delivery::connectors))
         .route("/connectors/s3", post(delivery::create_s3))
         .route("/connectors/azure", post(delivery::create_azure))

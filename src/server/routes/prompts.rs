@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::delivery::Marks;
 use super::PageQuery;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::{blocking, ok, reply, wire, Json, Shared};
@@ -136,11 +137,19 @@ pub async fn runs(State(app): State<Shared>, Query(q): Query<RunsQuery>) -> ApiR
         return Err(ApiError::invalid("limit", format!("must be 1 to 1000, got {limit}")));
     }
     let runs = blocking(&app, move |a| a.engine.prompt_runs().list(limit)).await?;
-    ok(Value::Array(runs.iter().map(wire::run).collect()))
+    let marks = Marks::load(&app).await?;
+    ok(Value::Array(runs.iter().map(|r| marked_run(&marks, r)).collect()))
+}
+
+fn marked_run(marks: &Marks, r: &crate::PromptRun) -> Value {
+    let mut v = wire::run(r);
+    marks.run(&mut v);
+    v
 }
 
 pub async fn run(State(app): State<Shared>, Path(id): Path<String>) -> ApiResult {
-    ok(wire::run(&blocking(&app, move |a| a.engine.prompt_runs().get(&id)).await?))
+    let run = blocking(&app, move |a| a.engine.prompt_runs().get(&id)).await?;
+    ok(marked_run(&Marks::load(&app).await?, &run))
 }
 
 /// Cancelling a finished run answers it as it is.
@@ -167,8 +176,21 @@ pub async fn results(State(app): State<Shared>, Path(id): Path<String>, Query(q)
     let video_id = q.video_id.ok_or_else(|| ApiError::invalid("video_id", "required"))?;
     let page: PageRequest = PageQuery { limit: q.limit, cursor: q.cursor }.request()?;
     let limit = page.limit.unwrap_or(50);
-    let results = blocking(&app, move |a| a.engine.prompt_runs().results(&id, &video_id, &page)).await?;
-    ok(wire::page(results.data.iter().map(wire::result).collect(), limit, results.next_cursor))
+    let (run, results) = blocking(&app, move |a| {
+        Ok((a.engine.prompt_runs().get(&id)?, a.engine.prompt_runs().results(&id, &video_id, &page)?))
+    })
+    .await?;
+    let marks = Marks::load(&app).await?;
+    let data = results
+        .data
+        .iter()
+        .map(|r| {
+            let mut v = wire::result(r);
+            marks.result(&mut v, "segment_result", &run, "segment_id");
+            v
+        })
+        .collect();
+    ok(wire::page(data, limit, results.next_cursor))
 }
 
 pub async fn llm_calls(State(app): State<Shared>, Path(id): Path<String>) -> ApiResult {
@@ -177,7 +199,13 @@ pub async fn llm_calls(State(app): State<Shared>, Path(id): Path<String>) -> Api
 }
 
 pub async fn video_result(State(app): State<Shared>, Path((run, video)): Path<(String, String)>) -> ApiResult {
-    ok(wire::video_result(&blocking(&app, move |a| a.engine.prompt_runs().video_result(&run, &video)).await?))
+    let (run, result) = blocking(&app, move |a| {
+        Ok((a.engine.prompt_runs().get(&run)?, a.engine.prompt_runs().video_result(&run, &video)?))
+    })
+    .await?;
+    let mut v = wire::video_result(&result);
+    Marks::load(&app).await?.result(&mut v, "video_result", &run, "video_id");
+    ok(v)
 }
 
 pub async fn failed_segments(State(app): State<Shared>, Path(id): Path<String>) -> ApiResult {

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use super::delivery::Marks;
 use super::{check_len, delivery, every, offset_page, PageQuery};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult};
@@ -550,7 +551,9 @@ pub async fn create(State(app): State<Shared>, Json(body): Json<Register>) -> Ap
 
 pub async fn retrieve(State(app): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> ApiResult {
     let m = blocking(&app, move |a| a.engine.videos().retrieve(&id)).await?;
-    ok(wire::video(&m, &base(&headers)))
+    let mut v = wire::video(&m, &base(&headers));
+    Marks::load(&app).await?.video(&mut v);
+    ok(v)
 }
 
 fn video_deletion(video_id: &str, (deletion_id, status): (String, String)) -> Value {
@@ -638,7 +641,17 @@ pub async fn segments(
     }
     let segs = blocking(&app, move |a| a.engine.videos().list_segments(&id, &query)).await?;
     let base = base(&headers);
-    ok(wire::page(segs.data.iter().map(|s| wire::segment(s, &base)).collect(), limit, segs.next_cursor))
+    let marks = Marks::load(&app).await?;
+    let data = segs
+        .data
+        .iter()
+        .map(|s| {
+            let mut v = wire::segment(s, &base);
+            marks.segment(&mut v);
+            v
+        })
+        .collect();
+    ok(wire::page(data, limit, segs.next_cursor))
 }
 
 #[derive(Deserialize)]
@@ -861,7 +874,17 @@ pub async fn playground(State(app): State<Shared>, headers: HeaderMap, Query(q):
     let limit = page.limit.unwrap_or(50);
     let media = blocking(&app, move |a| a.engine.videos().list_playground(&page)).await?;
     let base = base(&headers);
-    ok(wire::page(media.data.iter().map(|m| wire::video(m, &base)).collect(), limit, media.next_cursor))
+    let marks = Marks::load(&app).await?;
+    let data = media
+        .data
+        .iter()
+        .map(|m| {
+            let mut v = wire::video(m, &base);
+            marks.video(&mut v);
+            v
+        })
+        .collect();
+    ok(wire::page(data, limit, media.next_cursor))
 }
 
 /// Runs that covered this media item: its index's runs and runs that named it.
