@@ -50,7 +50,18 @@ echo
 echo "sql: moods per setting in the run's table"
 vv sql execute "SELECT setting, mood, count(*) AS segments FROM $run_id GROUP BY 1, 2 ORDER BY 3 DESC" --index fixtures
 echo
-echo "jobs (one per ingested file and one per run; job_id, kind, status, stage, video_id):"
+echo "delivery: a local-folder connector, an import of its new files into another index, and the run exported as JSON Lines to it"
+drop="${DATA_DIR:-data/demo}-dropbox"
+mkdir -p "$drop/incoming"
+cp "$media/flower.jpg" "$media/china.jpg" "$drop/incoming/"
+connector_id=$(vv connector list --json | python3 -c 'import json,sys; print(next((c["connector_id"] for c in json.load(sys.stdin) if c["name"] == "demo dropbox"), ""))')
+[ -n "$connector_id" ] || connector_id=$(vv --json connector create-local --name "demo dropbox" --scope import --scope export \
+  --import-mode new_only "$drop" | python3 -c 'import json,sys; print(json.load(sys.stdin)["connector_id"])')
+vv index get inbox >/dev/null 2>&1 || vv index create inbox
+vv import create "$connector_id" --index inbox --prefix incoming --pattern '*.{jpg,png}'
+vv export run "$run_id" --connector "$connector_id" --subpath exports --format jsonl
+echo
+echo "jobs (one per ingested file, run, import and export; job_id, kind, status, stage, video_id):"
 vv jobs list
 echo
 echo "last events of the log:"

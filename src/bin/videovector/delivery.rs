@@ -573,3 +573,286 @@ pub fn webhook_cmd(engine: &Engine, cmd: WebhookCommand, json: bool) -> Result<E
         WebhookCommand::Events => out(json, &EVENT_NAMES, || EVENT_NAMES.join("\n")),
     }
 }
+
+#[derive(Subcommand)]
+pub enum CollectionCommand {
+    Create {
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    List {
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        #[arg(long, default_value_t = 10)]
+        page_size: u32,
+    },
+    Get {
+        collection_id: String,
+    },
+    Update {
+        collection_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete a collection (its media stay).
+    Delete {
+        collection_id: String,
+    },
+    /// Add a fully processed media item.
+    Add {
+        collection_id: String,
+        video_id: String,
+    },
+    Remove {
+        collection_id: String,
+        video_id: String,
+    },
+    Videos {
+        collection_id: String,
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        #[arg(long, default_value_t = 10)]
+        page_size: u32,
+        /// created_at, added_at or title.
+        #[arg(long, default_value = "created_at")]
+        sort_by: String,
+        #[arg(long, default_value = "desc")]
+        sort_order: String,
+    },
+    /// Text search over the collection's media only.
+    Search {
+        collection_id: String,
+        query: String,
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+    },
+}
+
+fn collection_line(c: &videovector::delivery::Collection) -> String {
+    format!("{}  {}  {} media  {}", c.collection_id, c.name, c.video_count, c.description.as_deref().unwrap_or(""))
+}
+
+pub fn collection_cmd(engine: &Engine, cmd: CollectionCommand, json: bool) -> Result<ExitCode> {
+    let c = engine.collections();
+    let one = match cmd {
+        CollectionCommand::Create { name, description } => c.create(&name, description.as_deref())?,
+        CollectionCommand::List { page, page_size } => {
+            let p = c.list(page, page_size)?;
+            return out(json, &p, || {
+                let mut lines: Vec<String> = p.data.iter().map(collection_line).collect();
+                lines.push(format!("page {} of {} collections", p.page, p.total));
+                lines.join("\n")
+            });
+        }
+        CollectionCommand::Get { collection_id } => c.retrieve(&collection_id)?,
+        CollectionCommand::Update { collection_id, name, description } => {
+            c.update(&collection_id, name.as_deref(), description.as_deref())?
+        }
+        CollectionCommand::Delete { collection_id } => {
+            c.delete(&collection_id)?;
+            return out(json, &serde_json::json!({ "deleted": collection_id }), || format!("deleted {collection_id}"));
+        }
+        CollectionCommand::Add { collection_id, video_id } => c.add_video(&collection_id, &video_id)?,
+        CollectionCommand::Remove { collection_id, video_id } => c.remove_video(&collection_id, &video_id)?,
+        CollectionCommand::Videos { collection_id, page, page_size, sort_by, sort_order } => {
+            let p = c.list_videos(&collection_id, page, page_size, &sort_by, &sort_order)?;
+            return out(json, &p, || {
+                p.data
+                    .iter()
+                    .map(|m| format!("{}  {}  {}", m.video_id, m.status, m.title))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        CollectionCommand::Search { collection_id, query, top_k } => {
+            let found = c.search(&collection_id, &videovector::TextSearch::new(query).top_k(top_k))?;
+            return out(json, &found, || {
+                found
+                    .results
+                    .iter()
+                    .map(|h| format!("{:.4}  {}  {:.2}-{:.2}s  {}", h.score, h.video_id, h.start, h.end, h.segment_id))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    };
+    out(json, &one, || collection_line(&one))
+}
+
+#[derive(Subcommand)]
+pub enum MarkerCommand {
+    /// Pin (or replace) a colour and a note on a target: video, segment, prompt, prompt_run,
+    /// segment_result (RUN/SEGMENT) or video_result (RUN/VIDEO).
+    Set {
+        target_type: String,
+        target_id: String,
+        /// An extracted field of a prompt, run or result.
+        #[arg(long)]
+        field: Option<String>,
+        #[arg(long)]
+        color: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        target_type: Option<String>,
+        #[arg(long)]
+        target_id: Option<String>,
+    },
+    Delete {
+        marker_id: String,
+    },
+}
+
+fn marker_line(m: &videovector::delivery::Marker) -> String {
+    format!(
+        "{}  {} {}{}  {}  {}",
+        m.marker_id,
+        m.target_type,
+        m.target_id,
+        m.field_path.as_deref().map(|f| format!(" [{f}]")).unwrap_or_default(),
+        m.color.as_deref().unwrap_or("-"),
+        m.note.as_deref().unwrap_or("")
+    )
+}
+
+pub fn marker_cmd(engine: &Engine, cmd: MarkerCommand, json: bool) -> Result<ExitCode> {
+    match cmd {
+        MarkerCommand::Set { target_type, target_id, field, color, note } => {
+            let mut u = videovector::delivery::MarkerUpsert::new(target_type, target_id);
+            (u.field_path, u.color, u.note) = (field, color, note);
+            let m = engine.markers().upsert(&u)?;
+            out(json, &m, || marker_line(&m))
+        }
+        MarkerCommand::List { target_type, target_id } => {
+            let list = engine.markers().list(target_type.as_deref(), target_id.as_deref())?;
+            out(json, &list, || list.iter().map(marker_line).collect::<Vec<_>>().join("\n"))
+        }
+        MarkerCommand::Delete { marker_id } => {
+            engine.markers().delete(&marker_id)?;
+            out(json, &serde_json::json!({ "deleted": marker_id }), || format!("deleted {marker_id}"))
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum AutomationCommand {
+    /// Import a connector's new files into the index once the source is quiet for the debounce
+    /// interval (runs while an engine with workers is open: `videovector serve`).
+    SetImport {
+        index: String,
+        #[arg(long)]
+        connector: String,
+        #[arg(long, default_value = "")]
+        prefix: String,
+        #[arg(long, default_value = "*")]
+        pattern: String,
+        #[arg(long)]
+        flat: bool,
+        /// 5m, 10m, 1h or 1d.
+        #[arg(long, default_value = "10m")]
+        debounce: String,
+        /// Run this prompt over each import's media.
+        #[arg(long)]
+        prompt: Option<String>,
+    },
+    /// Export each completed run of the index to a connector.
+    SetExport {
+        index: String,
+        #[arg(long)]
+        connector: String,
+        #[arg(long)]
+        subpath: Option<String>,
+    },
+    /// Both automations of an index.
+    Get {
+        index: String,
+    },
+    /// Pause an automation (`import` or `export`); the configuration stays.
+    Pause {
+        index: String,
+        kind: String,
+    },
+    Resume {
+        index: String,
+        kind: String,
+    },
+}
+
+pub fn automation_cmd(engine: &Engine, cmd: AutomationCommand, json: bool) -> Result<ExitCode> {
+    let a = engine.automations();
+    let index = match cmd {
+        AutomationCommand::SetImport { index, connector, prefix, pattern, flat, debounce, prompt } => {
+            let mut auto = videovector::delivery::ImportAutomation::new(&index, connector, debounce)
+                .prefix(prefix)
+                .pattern(pattern);
+            auto.recursive = !flat;
+            auto.prompt_preset = prompt.map(|p| serde_json::json!({ "prompt_id": p }));
+            a.put_import(auto)?;
+            index
+        }
+        AutomationCommand::SetExport { index, connector, subpath } => {
+            a.put_export(videovector::delivery::ExportAutomation::new(&index, connector, subpath))?;
+            index
+        }
+        AutomationCommand::Get { index } => index,
+        AutomationCommand::Pause { index, kind } | AutomationCommand::Resume { index, kind }
+            if kind != "import" && kind != "export" =>
+        {
+            bail!("{kind:?}: pause or resume `import` or `export` (index {index})")
+        }
+        AutomationCommand::Pause { index, kind } => {
+            a.set_paused(&index, &kind, true)?;
+            index
+        }
+        AutomationCommand::Resume { index, kind } => {
+            a.set_paused(&index, &kind, false)?;
+            index
+        }
+    };
+    let import = a.import(&index).ok();
+    let export = a.export(&index).ok();
+    out(json, &serde_json::json!({ "import": import, "export": export }), || {
+        let mut lines = Vec::new();
+        match &import {
+            Some(i) => lines.push(format!(
+                "import: {} from {} {}/{} every {}{}{}",
+                if i.paused {
+                    "paused"
+                } else if i.enabled {
+                    "enabled"
+                } else {
+                    "disabled"
+                },
+                i.connector_id,
+                i.source_prefix,
+                i.file_pattern,
+                i.debounce_interval,
+                i.last_import_id.as_deref().map(|x| format!("  last import {x}")).unwrap_or_default(),
+                i.last_error.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default()
+            )),
+            None => lines.push("import: none".into()),
+        }
+        match &export {
+            Some(e) => lines.push(format!(
+                "export: {} to {} {}{}",
+                if e.paused {
+                    "paused"
+                } else if e.enabled {
+                    "enabled"
+                } else {
+                    "disabled"
+                },
+                e.destination_connector_id,
+                e.destination_subpath.as_deref().unwrap_or(""),
+                e.last_export_id.as_deref().map(|x| format!("  last export {x}")).unwrap_or_default()
+            )),
+            None => lines.push("export: none".into()),
+        }
+        lines.join("\n")
+    })
+}

@@ -114,6 +114,15 @@ enum Command {
     /// Webhooks: signed event deliveries with retries.
     #[command(subcommand)]
     Webhook(delivery::WebhookCommand),
+    /// Collections: named sets of processed media across indexes, with scoped search.
+    #[command(subcommand)]
+    Collection(delivery::CollectionCommand),
+    /// Markers: a colour and a note on media, segments, prompts, runs, results or their fields.
+    #[command(subcommand)]
+    Marker(delivery::MarkerCommand),
+    /// Import and export automations of an index.
+    #[command(subcommand)]
+    Automation(delivery::AutomationCommand),
     /// Serve the hosted platform's REST API (`/api/v2`) over this data folder, for the official
     /// SDK and other HTTP clients. Prints the address and, on first start, an admin key.
     Serve(ServeArgs),
@@ -469,6 +478,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(cmd) => return delivery::import_cmd(&engine, cmd, json),
         Command::Export(cmd) => return delivery::export_cmd(&engine, cmd, json),
         Command::Webhook(cmd) => return delivery::webhook_cmd(&engine, cmd, json),
+        Command::Collection(cmd) => return delivery::collection_cmd(&engine, cmd, json),
+        Command::Marker(cmd) => return delivery::marker_cmd(&engine, cmd, json),
+        Command::Automation(cmd) => return delivery::automation_cmd(&engine, cmd, json),
         Command::Events { since, follow } => return events_cmd(&engine, since, follow),
         Command::Segments(args) => {
             let mut query = SegmentQuery::new();
