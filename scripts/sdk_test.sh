@@ -7,6 +7,8 @@
 # SIGTERM, Idempotency-Key replies after a restart; each test on a folder and servers of its own);
 # tests/sdk/test_delivery.py (connectors on a local S3 (moto) and Azure Blob (azurite), connector
 # imports, exports, signed webhook deliveries with retries and a restart; servers of its own);
+# tests/sdk/test_organize.py (markers, collections and index automations over plain HTTP, and the
+# marker fields of the SDK's models; a server of its own);
 # tests/sdk/COVERAGE.md says which SDK method each test covers.
 # Creates .venv-sdk/ on first use and installs the pinned packages (moto's S3 server among them),
 # and azurite from npm into .cache/azurite/ (git-ignored), only when missing. Needs the debug

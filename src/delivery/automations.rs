@@ -192,6 +192,7 @@ pub(crate) fn get_export(db: &Db, index_id: &str) -> Result<Option<ExportAutomat
 pub(crate) fn put_import(db: &Db, mut a: ImportAutomation) -> Result<ImportAutomation> {
     parse_interval(&a.debounce_interval)?;
     super::glob("file_pattern", &a.file_pattern)?;
+    a.source_prefix = super::relative_path("source_prefix", &a.source_prefix)?;
     if let Some(p) = &a.prompt_preset {
         if p.get("prompt_id").and_then(Value::as_str).is_none_or(str::is_empty) {
             return Err(Error::invalid("prompt_preset", "needs a prompt_id"));
@@ -209,6 +210,12 @@ pub(crate) fn put_import(db: &Db, mut a: ImportAutomation) -> Result<ImportAutom
 }
 
 pub(crate) fn put_export(db: &Db, mut a: ExportAutomation, cursor: u64) -> Result<ExportAutomation> {
+    a.destination_subpath = a
+        .destination_subpath
+        .as_deref()
+        .map(|s| super::relative_path("destination_subpath", s))
+        .transpose()?
+        .filter(|s| !s.is_empty());
     let now = now_rfc3339();
     let old = get_export(db, &a.index_id)?;
     a.created_at = old.as_ref().map_or_else(|| now.clone(), |o| o.created_at.clone());

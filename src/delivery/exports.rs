@@ -159,10 +159,11 @@ pub(crate) fn create(db: &Db, stores: &Stores, req: &ExportRequest) -> Result<St
                     format!("connector {id} has no export scope (its scopes: {})", c.scopes.join(", ")),
                 ));
             }
-            let subpath = req.destination_subpath.as_deref().map(|s| s.trim_matches('/').to_string());
-            if subpath.as_deref().is_some_and(|s| s.split('/').any(|p| p == ".." || p == ".")) {
-                return Err(Error::invalid("destination_subpath", "may not contain . or .. segments"));
-            }
+            let subpath = req
+                .destination_subpath
+                .as_deref()
+                .map(|s| super::relative_path("destination_subpath", s))
+                .transpose()?;
             (c.export_base_path, subpath.filter(|s| !s.is_empty()))
         }
         None if req.destination_subpath.is_some() => {

@@ -247,6 +247,7 @@ pub(crate) fn create(db: &Db, stores: &Stores, req: &ImportRequest) -> Result<St
     }
     let index = stores.catalog.index(&req.index_id)?;
     super::glob("file_pattern", &req.file_pattern)?;
+    let prefix = super::relative_path("source_prefix", &req.source_prefix)?;
     let job_id = crate::ids::new("imp");
     db.write(|tx| {
         let seq = Db::next_seq(tx, "import_jobs").sql()?;
@@ -259,7 +260,7 @@ pub(crate) fn create(db: &Db, stores: &Stores, req: &ImportRequest) -> Result<St
                 seq,
                 connector.connector_id,
                 index.index_id.as_str(),
-                req.source_prefix.trim_matches('/'),
+                prefix,
                 if req.file_pattern.trim().is_empty() { "*" } else { req.file_pattern.trim() },
                 req.recursive,
                 now_rfc3339(),

@@ -102,7 +102,8 @@ pub(crate) fn check(m: &MarkerUpsert) -> Result<()> {
     if m.note.as_deref().is_some_and(|n| n.chars().count() > 2000) {
         return Err(Error::invalid("note", "must be at most 2000 characters"));
     }
-    if m.color.is_none() && m.note.is_none() {
+    let blank = |v: &Option<String>| v.as_deref().is_none_or(|t| t.trim().is_empty());
+    if blank(&m.color) && blank(&m.note) {
         return Err(Error::invalid("color", "give a color, a note or both"));
     }
     Ok(())

@@ -78,3 +78,13 @@ pub(crate) fn random_hex(bytes: usize) -> Result<String> {
     getrandom::fill(&mut buf).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
+
+/// A path under a connector (a prefix or subpath): relative, without `.` or `..` segments.
+/// Returns it without leading and trailing slashes.
+pub(crate) fn relative_path(field: &str, path: &str) -> Result<String> {
+    let p = path.trim().trim_matches('/');
+    if p.split('/').any(|seg| seg == ".." || seg == ".") || p.contains('\\') {
+        return Err(Error::invalid(field, format!("{path:?} may not contain . or .. segments")));
+    }
+    Ok(p.to_string())
+}

@@ -324,6 +324,22 @@ def wait_import(client: VideoVector, job_id: str) -> videovector.ImportJob:
     return client.import_jobs.wait_for_completion(job_id, poll_interval=0.5, timeout=IMPORT_TIMEOUT_S)
 
 
+def upload_many(
+    client: VideoVector, files: Sequence[tuple[Path, str, str | None]], poll_interval: float = 0.2
+) -> list[Ingested]:
+    """Upload each (path, title, index_id) first, then wait for each import (the engine ingests
+    the first while the others upload); each must complete with exactly one output."""
+    firsts = [client.videos.upload(file=path, title=title, index_id=index_id) for path, title, index_id in files]
+    out = []
+    for first in firsts:
+        job = client.import_jobs.wait_for_completion(
+            first.job_id, poll_interval=poll_interval, timeout=IMPORT_TIMEOUT_S
+        )
+        assert job.status == "completed" and len(job.video_ids) == 1, job
+        out.append(Ingested(first, job, job.video_ids[0]))
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Raw HTTP
 # --------------------------------------------------------------------------------------------
@@ -462,6 +478,35 @@ def raw_get(server: Server, target: str, api_key: str | None = "admin") -> tuple
     if "chunked" in headers.get("transfer-encoding", ""):
         body = _unchunk(body)
     return int(status.group(1)), headers, body
+
+
+def create_local_connector(
+    server: Server, name: str, path: Path, scopes: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """`POST /connectors/local` (not in the SDK) on a folder under one of the server's
+    `--media-root` folders; must answer 201. Returns the connector as JSON."""
+    body: dict[str, Any] = {"name": name, "path": str(path)}
+    if scopes is not None:
+        body["scopes"] = list(scopes)
+    with server.http() as http:
+        r = http.post("/connectors/local", json=body)
+    assert r.status_code == 201, f"local connector on {path}: {r.status_code} {r.text[:500]}"
+    return r.json()
+
+
+# Leading bytes of the image formats a thumbnail route may answer.
+IMAGE_MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png", b"GIF8": "image/gif"}
+
+
+def assert_image(response: httpx.Response) -> str:
+    """The response is 200 with an image: a Content-Type `image/...` that agrees with the bytes'
+    signature (JPEG, PNG or GIF). Returns the type."""
+    assert response.status_code == 200, f"{response.request.url}: {response.status_code} {response.text[:300]}"
+    declared = response.headers.get("content-type", "").split(";")[0].strip()
+    found = next((kind for magic, kind in IMAGE_MAGIC.items() if response.content.startswith(magic)), None)
+    assert found is not None, f"{response.request.url}: not an image: {response.content[:16]!r} ({declared})"
+    assert declared == found, f"{response.request.url}: Content-Type {declared!r} but the bytes are {found}"
+    return found
 
 
 def _unchunk(body: bytes) -> bytes:

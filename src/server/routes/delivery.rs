@@ -685,8 +685,9 @@ pub async fn collection_videos(
         )
     })
     .await?;
+    let marks = Marks::load(&app).await?;
     ok(json!({
-        "data": p.data.iter().map(|m| crate::server::wire::video(m, &base)).collect::<Vec<_>>(),
+        "data": p.data.iter().map(|m| marks.marked_video(crate::server::wire::video(m, &base))).collect::<Vec<_>>(),
         "page": p.page, "page_size": p.page_size, "total": p.total,
     }))
 }
@@ -774,7 +775,26 @@ pub(crate) struct Marks(Vec<crate::delivery::Marker>);
 
 impl Marks {
     pub async fn load(app: &Shared) -> ApiResult<Marks> {
-        Ok(Marks(blocking(app, |a| a.engine.markers().list(None, None)).await?))
+        Ok(blocking(app, |a| Marks::read(a)).await?)
+    }
+
+    pub fn read(a: &App) -> Result<Marks> {
+        Ok(Marks(a.engine.markers().list(None, None)?))
+    }
+
+    pub fn marked_video(&self, mut v: Value) -> Value {
+        self.video(&mut v);
+        v
+    }
+
+    pub fn marked_segment(&self, mut v: Value) -> Value {
+        self.segment(&mut v);
+        v
+    }
+
+    pub fn marked_run(&self, mut v: Value) -> Value {
+        self.run(&mut v);
+        v
     }
 
     fn info(m: &crate::delivery::Marker) -> Value {

@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::delivery::Marks;
 use super::{check_len, every, offset_page, PageQuery};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::{base, blocking, ok, reply, wire, Json, Shared};
@@ -79,7 +80,12 @@ pub async fn videos(
     let limit = page.limit.unwrap_or(50);
     let media = blocking(&app, move |a| a.engine.indexes().list_videos(&id, &page)).await?;
     let base = base(&headers);
-    ok(wire::page(media.data.iter().map(|m| wire::video(m, &base)).collect(), limit, media.next_cursor))
+    let marks = Marks::load(&app).await?;
+    ok(wire::page(
+        media.data.iter().map(|m| marks.marked_video(wire::video(m, &base))).collect(),
+        limit,
+        media.next_cursor,
+    ))
 }
 
 pub async fn prompt_runs(State(app): State<Shared>, Path(id): Path<String>, Query(q): Query<PageQuery>) -> ApiResult {
@@ -90,5 +96,6 @@ pub async fn prompt_runs(State(app): State<Shared>, Path(id): Path<String>, Quer
     })
     .await?;
     let (runs, limit, next) = offset_page(runs, &q, 50, 100)?;
-    ok(wire::page(runs.iter().map(wire::run).collect(), limit, next))
+    let marks = Marks::load(&app).await?;
+    ok(wire::page(runs.iter().map(|r| marks.marked_run(wire::run(r))).collect(), limit, next))
 }

@@ -680,12 +680,13 @@ pub async fn batch_retrieve(State(app): State<Shared>, headers: HeaderMap, Json(
     let ids = batch_ids(&body, 100)?.to_vec();
     let found = blocking(&app, move |a| a.engine.videos().batch_retrieve(&ids)).await?;
     let base = base(&headers);
+    let marks = Marks::load(&app).await?;
     ok(Value::Array(
         found
             .data
             .iter()
             .map(|m| {
-                let mut v = wire::video(m, &base);
+                let mut v = marks.marked_video(wire::video(m, &base));
                 v["gif_data"] = Value::Null;
                 v["first_thumbnail"] = Value::Null;
                 v
@@ -721,6 +722,7 @@ pub async fn batch_segments(State(app): State<Shared>, headers: HeaderMap, Json(
     };
     let base = base(&headers);
     let out = blocking(&app, move |a| {
+        let marks = Marks::read(a)?;
         let mut out = vec![];
         for (video_id, run_id) in targets {
             let segments = every(|page| {
@@ -731,7 +733,7 @@ pub async fn batch_segments(State(app): State<Shared>, headers: HeaderMap, Json(
                 };
                 a.engine.videos().list_segments(&video_id, &q)
             })?;
-            let segments: Vec<Value> = segments.iter().map(|s| wire::segment(s, &base)).collect();
+            let segments: Vec<Value> = segments.iter().map(|s| marks.marked_segment(wire::segment(s, &base))).collect();
             out.push(json!({ "video_id": video_id, "run_id": run_id, "segments": segments }));
         }
         Ok(out)
@@ -903,7 +905,8 @@ pub async fn prompt_runs(State(app): State<Shared>, Path(id): Path<String>, Quer
     })
     .await?;
     let (runs, _, _) = offset_page(runs, &PageQuery { limit: Some(q.limit(200, 200)?), cursor: None }, 200, 200)?;
-    ok(Value::Array(runs.iter().map(wire::run).collect()))
+    let marks = Marks::load(&app).await?;
+    ok(Value::Array(runs.iter().map(|r| marks.marked_run(wire::run(r))).collect()))
 }
 
 #[cfg(test)]
