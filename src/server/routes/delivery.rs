@@ -775,7 +775,7 @@ pub(crate) struct Marks(Vec<crate::delivery::Marker>);
 
 impl Marks {
     pub async fn load(app: &Shared) -> ApiResult<Marks> {
-        Ok(blocking(app, |a| Marks::read(a)).await?)
+        blocking(app, Marks::read).await
     }
 
     pub fn read(a: &App) -> Result<Marks> {
