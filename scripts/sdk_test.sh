@@ -16,6 +16,8 @@
 # build it.
 # Arguments go to pytest, e.g. `bash scripts/sdk_test.sh -k search -x` or
 # `bash scripts/sdk_test.sh tests/sdk/test_delivery.py -x` (that file alone).
+# `bash scripts/sdk_test.sh --prepare` installs what is missing and runs nothing (scripts/test.sh
+# runs it beside the build).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -42,6 +44,10 @@ if ! grep -qs "\"version\": \"$azurite_version\"" "$azurite/node_modules/azurite
   echo "installing azurite@$azurite_version into $azurite" >&2
   mkdir -p "$azurite"
   npm install --prefix "$azurite" "azurite@$azurite_version" --no-audit --no-fund --silent
+fi
+
+if [ "${1:-}" = "--prepare" ]; then
+  exit 0
 fi
 
 binary="${VIDEOVECTOR_BIN:-target/debug/videovector}"

@@ -1,7 +1,7 @@
 //! Moving media in and results out: connectors (a local folder, S3, Azure Blob, GCS through
 //! `object_store`), import jobs, exports and webhooks.
 //!
-//! What these keep lives in `delivery.sqlite` beside the catalog ([`Db`]): connectors (secrets
+//! What these keep lives in `delivery.sqlite` beside the catalog (`db::Db`): connectors (secrets
 //! apart, in `secrets/`, readable by the owner only), import jobs and their files, exports,
 //! webhooks and their deliveries. Import and export work runs as engine jobs (`import`,
 //! `export`), so it is leased, cancellable and picked up again after a crash; webhook deliveries
