@@ -879,6 +879,18 @@ fn fan_out(db: &Db, stores: &Stores) -> Result<bool> {
 /// delivery at once) and send them. Returns how many were sent.
 fn send_due(db: &Db, owner: &str) -> Result<usize> {
     let now = now_ms();
+    // Most ticks have nothing due: a read says so without taking the write lock.
+    let any: Option<i64> = db.with(|c| {
+        c.query_row(
+            "SELECT 1 FROM deliveries WHERE status IN ('pending', 'retrying') AND next_attempt_ms <= ?1 LIMIT 1",
+            [now],
+            |r| r.get(0),
+        )
+        .optional()
+    })?;
+    if any.is_none() {
+        return Ok(0);
+    }
     let ids: Vec<String> = db.write(|tx| {
         let ids: Vec<String> = {
             let mut stmt = tx
