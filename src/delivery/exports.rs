@@ -18,8 +18,8 @@ use super::db::{Db, Sql};
 use crate::error::{Error, Result};
 use crate::jobs::JobContext;
 use crate::store::sqlite::now_rfc3339;
-use crate::store::{all_run_segments, MediaFilter, Stores};
-use crate::types::{EventType, JobStage, JobStatus, NewEvent, PageRequest, PromptRun, Scope, SegmentKind};
+use crate::store::{all_run_segments, every_page, MediaFilter, Stores};
+use crate::types::{EventType, JobStage, JobStatus, NewEvent, PromptRun, Scope, SegmentKind, MAX_PAGE_LIMIT};
 
 /// Largest export, in bytes (64 MiB, as the hosted API).
 pub const MAX_EXPORT_BYTES: usize = 64 << 20;
@@ -254,11 +254,11 @@ pub(crate) fn get(db: &Db, stores: &Stores, export_id: &str) -> Result<Export> {
         Some(JobStatus::Completed) | Some(JobStatus::Failed) | Some(JobStatus::Cancelled) => "failed",
     }
     .into();
+    if e.started_at.is_none() {
+        e.started_at = job.as_ref().and_then(|j| j.started_at.clone());
+    }
     if e.status == "failed" && e.error_message.is_none() {
         e.error_message = job.and_then(|j| j.error).or_else(|| Some("the export was cancelled".into()));
-    }
-    if e.started_at.is_none() {
-        e.started_at = e.engine_job_id.as_deref().and_then(|id| stores.jobs.job(id).ok()).and_then(|j| j.started_at);
     }
     Ok(e)
 }
@@ -299,20 +299,6 @@ impl Bounded {
     }
 }
 
-/// Every page of a paged read.
-fn all<T>(mut read: impl FnMut(&PageRequest) -> Result<crate::types::Page<T>>) -> Result<Vec<T>> {
-    let mut out = Vec::new();
-    let mut page = PageRequest::first(crate::types::MAX_PAGE_LIMIT);
-    loop {
-        let p = read(&page)?;
-        out.extend(p.data);
-        match p.next_cursor {
-            Some(c) => page.cursor = Some(c),
-            None => return Ok(out),
-        }
-    }
-}
-
 fn both_kinds(stores: &Stores, video_id: &str, run_id: Option<&str>) -> Result<Vec<crate::types::Segment>> {
     let mut out = all_run_segments(&*stores.catalog, video_id, SegmentKind::Video, run_id)?;
     out.extend(all_run_segments(&*stores.catalog, video_id, SegmentKind::Audio, run_id)?);
@@ -326,7 +312,7 @@ fn media_record(stores: &Stores, video_id: &str, runs: &[PromptRun]) -> Result<V
     let transcript = stores.catalog.phrases(video_id)?;
     let mut results = serde_json::Map::new();
     for run in runs {
-        let segment_results = all(|p| stores.prompts.segment_results(&run.run_id, video_id, p))?;
+        let segment_results = every_page(MAX_PAGE_LIMIT, |p| stores.prompts.segment_results(&run.run_id, video_id, p))?;
         let video_result = stores.prompts.video_result(&run.run_id, video_id)?;
         if segment_results.is_empty() && video_result.is_none() {
             continue;
@@ -353,7 +339,7 @@ fn build(stores: &Stores, export: &Export, ctx: &JobContext) -> Result<Vec<u8>> 
                     runs.push(stores.prompts.run(&outline.run_id)?);
                 }
             }
-            let media = all(|p| stores.catalog.list_media(MediaFilter::Scope(&scope), p))?;
+            let media = every_page(MAX_PAGE_LIMIT, |p| stores.catalog.list_media(MediaFilter::Scope(&scope), p))?;
             (Some(index), runs, media.into_iter().map(|m| m.video_id.to_string()).collect::<Vec<_>>())
         }
         ExportTarget::PromptRun => {

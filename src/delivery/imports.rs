@@ -160,6 +160,7 @@ struct ImportRow {
     created_at: String,
     only_new: bool,
     execution_run_id: Option<String>,
+    finished_at: Option<String>,
 }
 
 struct FileRow {
@@ -176,7 +177,7 @@ struct FileRow {
 }
 
 const JOB_COLUMNS: &str = "job_id, connector_id, index_id, source_prefix, file_pattern, recursive, engine_job_id,
-    scanned, cancelled, error, created_at, only_new, execution_run_id";
+    scanned, cancelled, error, created_at, only_new, execution_run_id, finished_at";
 
 fn job_row(r: &Row) -> rusqlite::Result<ImportRow> {
     Ok(ImportRow {
@@ -193,6 +194,7 @@ fn job_row(r: &Row) -> rusqlite::Result<ImportRow> {
         created_at: r.get(10)?,
         only_new: r.get(11)?,
         execution_run_id: r.get(12)?,
+        finished_at: r.get(13)?,
     })
 }
 
@@ -377,9 +379,7 @@ pub(crate) fn view(db: &Db, stores: &Stores, job_id: &str) -> Result<ImportJob> 
     let terminal = matches!(status, "completed" | "failed" | "cancelled");
     // When it ended: recorded once it settled, else the last of its own job and its ingests.
     let completed_at = if terminal {
-        let recorded: Option<String> =
-            db.with(|c| c.query_row("SELECT finished_at FROM import_jobs WHERE job_id = ?1", [job_id], |r| r.get(0)))?;
-        recorded.or_else(|| {
+        row.finished_at.clone().or_else(|| {
             let ingests =
                 files.iter().filter_map(|f| f.ingest_job_id.as_deref()).filter_map(|j| stores.jobs.job(j).ok());
             ingests.filter_map(|j| j.finished_at).chain(job.as_ref().and_then(|j| j.finished_at.clone())).max()
@@ -628,7 +628,7 @@ pub(crate) fn run(
     for (i, f) in todo.iter().enumerate() {
         ctx.check()?;
         ctx.progress(JobStage::Importing, i as f32 / total);
-        set_file(db, import_id, f.ordinal, "importing", None, None, None)?;
+        set_file(db, import_id, f.ordinal, "importing", None)?;
         let name = base_name(&f.path);
         let dest = dir.join(format!("{}-{}", f.ordinal, safe_name(&name)));
         let downloaded = if dest.exists() {
@@ -658,7 +658,7 @@ pub(crate) fn run(
             Err(Error::Cancelled) => return Err(Error::Cancelled),
             Err(e) if e.is_store_failure() => return Err(e),
             Err(e) => {
-                set_file(db, import_id, f.ordinal, "failed", None, None, Some(&e.to_string()))?;
+                set_file(db, import_id, f.ordinal, "failed", Some(&e.to_string()))?;
                 continue;
             }
         };
@@ -688,12 +688,12 @@ pub(crate) fn run(
             Ok(Submission { error, .. }) => {
                 let _ = std::fs::remove_file(&dest);
                 let error = error.unwrap_or_else(|| "the file could not be ingested".into());
-                set_file(db, import_id, f.ordinal, "failed", None, None, Some(&error))?;
+                set_file(db, import_id, f.ordinal, "failed", Some(&error))?;
             }
             Err(e) if e.is_store_failure() => return Err(e),
             Err(e) => {
                 let _ = std::fs::remove_file(&dest);
-                set_file(db, import_id, f.ordinal, "failed", None, None, Some(&e.to_string()))?;
+                set_file(db, import_id, f.ordinal, "failed", Some(&e.to_string()))?;
             }
         }
         let mut progress = view(db, stores, import_id)?;
@@ -732,19 +732,12 @@ fn record_listing(db: &Db, stores: &Stores, open: &Open, row: &ImportRow, listed
     })
 }
 
-fn set_file(
-    db: &Db,
-    import_id: &str,
-    ordinal: u64,
-    status: &str,
-    video_id: Option<&str>,
-    ingest_job: Option<&str>,
-    error: Option<&str>,
-) -> Result<()> {
+fn set_file(db: &Db, import_id: &str, ordinal: u64, status: &str, error: Option<&str>) -> Result<()> {
     db.with(|c| {
         c.execute(
-            "UPDATE import_files SET status = ?3, video_id = ?4, ingest_job_id = ?5, error = ?6 WHERE job_id = ?1 AND ordinal = ?2",
-            params![import_id, ordinal as i64, status, video_id, ingest_job, error],
+            "UPDATE import_files SET status = ?3, video_id = NULL, ingest_job_id = NULL, error = ?4
+             WHERE job_id = ?1 AND ordinal = ?2",
+            params![import_id, ordinal as i64, status, error],
         )
     })?;
     Ok(())

@@ -233,21 +233,24 @@ pub(crate) fn vectors(open: &dyn Fn() -> Stores) {
     assert_eq!(after.len(), 4, "a deleted media item's vectors are gone for everyone");
     assert!(after.iter().all(|h| h.video_id == b));
     let (c_id, sc) = completed_media(&other_process, &scope, "v3", 1);
-    let newest = [NewVector { segment_id: &sc[0], vector: &basis(0), source_text: Some("new") }];
+    // b's four segments hold all four basis vectors, so the new vector and the moved one
+    // are mixtures that tie with none of them.
+    let (fresh, moved_to) = (unit(&[0.7, 0.7, 0.1, 0.1]), unit(&[0.1, 0.1, 0.7, 0.7]));
+    let newest = [NewVector { segment_id: &sc[0], vector: &fresh, source_text: Some("new") }];
     other_process.vectors.upsert(&scope, Space::Visual, &model(), &newest).unwrap();
-    let hits = v.search(&scope, Space::Visual, &basis(0), 1, Candidates::All).unwrap();
+    let hits = v.search(&scope, Space::Visual, &fresh, 1, Candidates::All).unwrap();
     assert_eq!(hits[0].video_id, c_id, "a vector added by another process is found by the next search");
     assert_eq!(hits[0].source_text.as_deref(), Some("new"));
 
     // Replacing a segment's vector moves it.
-    let moved = [NewVector { segment_id: &sc[0], vector: &basis(3), source_text: None }];
+    let moved = [NewVector { segment_id: &sc[0], vector: &moved_to, source_text: None }];
     v.upsert(&scope, Space::Visual, &model(), &moved).unwrap();
-    let hits = v.search(&scope, Space::Visual, &basis(3), 1, Candidates::All).unwrap();
+    let hits = v.search(&scope, Space::Visual, &moved_to, 1, Candidates::All).unwrap();
     assert_eq!(hits[0].segment_id, sc[0]);
     assert_eq!(v.media_vectors(&c_id).unwrap().len(), 1);
     v.flush().unwrap();
     assert_eq!(
-        open().vectors.search(&scope, Space::Visual, &basis(3), 1, Candidates::All).unwrap()[0].segment_id,
+        open().vectors.search(&scope, Space::Visual, &moved_to, 1, Candidates::All).unwrap()[0].segment_id,
         sc[0]
     );
 

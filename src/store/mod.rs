@@ -436,10 +436,15 @@ pub(crate) fn all_run_segments(
     kind: SegmentKind,
     run_id: Option<&str>,
 ) -> Result<Vec<Segment>> {
+    every_page(crate::types::MAX_PAGE_LIMIT, |page| catalog.segments(video_id, kind, run_id, page))
+}
+
+/// Every item of a cursor-paged listing, read `limit` at a time.
+pub(crate) fn every_page<T>(limit: u32, mut read: impl FnMut(&PageRequest) -> Result<Page<T>>) -> Result<Vec<T>> {
     let mut out = Vec::new();
-    let mut page = PageRequest::first(crate::types::MAX_PAGE_LIMIT);
+    let mut page = PageRequest::first(limit);
     loop {
-        let p = catalog.segments(video_id, kind, run_id, &page)?;
+        let p = read(&page)?;
         out.extend(p.data);
         match p.next_cursor {
             Some(c) => page.cursor = Some(c),

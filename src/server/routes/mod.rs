@@ -200,15 +200,7 @@ pub fn offset_page<T>(
 
 /// Every item of a cursor-paged engine listing, read 100 at a time.
 pub fn every<T>(mut page: impl FnMut(PageRequest) -> crate::Result<crate::Page<T>>) -> crate::Result<Vec<T>> {
-    let (mut all, mut cursor) = (vec![], None);
-    loop {
-        let p = page(PageRequest { limit: Some(100), cursor })?;
-        all.extend(p.data);
-        match p.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return Ok(all),
-        }
-    }
+    crate::store::every_page(100, |p| page(p.clone()))
 }
 
 /// A name of `min..=max` characters.
