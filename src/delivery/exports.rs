@@ -239,13 +239,20 @@ fn from_row(r: &Row) -> rusqlite::Result<Export> {
 
 /// The export with its status read from its engine job.
 pub(crate) fn get(db: &Db, stores: &Stores, export_id: &str) -> Result<Export> {
-    let mut e = db
-        .with(|c| {
+    let row = || -> Result<Export> {
+        db.with(|c| {
             c.query_row(&format!("SELECT {COLUMNS} FROM exports WHERE export_id = ?1"), [export_id], from_row)
                 .optional()
         })?
-        .ok_or_else(|| Error::not_found("export", export_id))?;
+        .ok_or_else(|| Error::not_found("export", export_id))
+    };
+    let mut e = row()?;
     let job = e.engine_job_id.as_deref().and_then(|id| stores.jobs.job(id).ok());
+    if job.as_ref().is_some_and(|j| j.status.is_final()) && e.completed_at.is_none() {
+        // The row is written before its job ends: read it again so that a job which ended
+        // between the two reads is not taken for one that ended without its file.
+        e = row()?;
+    }
     e.attempts = job.as_ref().map_or(0, |j| j.attempts);
     e.status = match job.as_ref().map(|j| j.status) {
         None | Some(JobStatus::Pending) => "pending",
