@@ -50,7 +50,7 @@ echo
 echo "sql: moods per setting in the run's table"
 vv sql execute "SELECT setting, mood, count(*) AS segments FROM $run_id GROUP BY 1, 2 ORDER BY 3 DESC" --index fixtures
 echo
-echo "delivery: a local-folder connector, an import of its new files into another index, and the run exported as JSON Lines to it"
+echo "delivery: a local-folder connector, an import of its new files into another index, the run exported as JSON Lines to it and as a Parquet table to the data folder"
 drop="${DATA_DIR:-data/demo}-dropbox"
 mkdir -p "$drop/incoming"
 cp "$media/flower.jpg" "$media/china.jpg" "$drop/incoming/"
@@ -60,6 +60,7 @@ connector_id=$(vv connector list --json | python3 -c 'import json,sys; print(nex
 vv index get inbox >/dev/null 2>&1 || vv index create inbox
 vv import create "$connector_id" --index inbox --prefix incoming --pattern '*.{jpg,png}'
 vv export run "$run_id" --connector "$connector_id" --subpath exports --format jsonl
+vv export run "$run_id" --format parquet
 echo
 echo "jobs (one per ingested file, run, import and export; job_id, kind, status, stage, video_id):"
 vv jobs list

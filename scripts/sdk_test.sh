@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 venv=.venv-sdk
-packages=(videovector==2.0.0 pytest==9.2.0 "moto[server]==5.2.5")
+packages=(videovector==2.0.0 pytest==9.2.0 "moto[server]==5.2.5" duckdb==1.4.2)
 
 if ! "$venv/bin/python" - "${packages[@]}" >/dev/null 2>&1 <<'PY'
 import sys

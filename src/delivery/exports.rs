@@ -1,5 +1,6 @@
 //! Exports: an index (optionally only some runs' results) or one prompt run, as one JSON
-//! document or as JSON Lines, to a download under `exports/` or to a connector.
+//! document, as JSON Lines or as a Parquet table, to a download under `exports/` or to a
+//! connector.
 //!
 //! The document holds the media items with their segments, transcript phrases and run results
 //! (segment results and the media-wide result), the runs with the prompts they ran, and the
@@ -39,6 +40,8 @@ crate::types::api_enum! {
         Json = "json",
         /// JSON Lines: one record per line, each with a `type`.
         Jsonl = "jsonl",
+        /// One flat Parquet table: a row per segment and run result (see `delivery::table`).
+        Parquet = "parquet",
     }
 }
 
@@ -281,20 +284,29 @@ pub(crate) fn list(db: &Db, stores: &Stores, limit: usize) -> Result<Vec<Export>
 }
 
 /// Bytes written so far, refusing to grow past [`MAX_EXPORT_BYTES`].
+#[derive(Default)]
 struct Bounded {
     buf: Vec<u8>,
+    /// A write was refused for the limit (the Parquet writer reports it as an I/O error).
+    overflowed: bool,
+}
+
+/// The error of an export past [`MAX_EXPORT_BYTES`].
+fn too_large() -> Error {
+    Error::invalid(
+        "export",
+        format!(
+            "the export would exceed {} MiB: export fewer runs (prompt_run_ids) or one run at a time",
+            MAX_EXPORT_BYTES >> 20
+        ),
+    )
 }
 
 impl Bounded {
     fn push(&mut self, bytes: &[u8]) -> Result<()> {
         if self.buf.len() + bytes.len() > MAX_EXPORT_BYTES {
-            return Err(Error::invalid(
-                "export",
-                format!(
-                    "the export would exceed {} MiB: export fewer runs (prompt_run_ids) or one run at a time",
-                    MAX_EXPORT_BYTES >> 20
-                ),
-            ));
+            self.overflowed = true;
+            return Err(too_large());
         }
         self.buf.extend_from_slice(bytes);
         Ok(())
@@ -306,7 +318,18 @@ impl Bounded {
     }
 }
 
-fn both_kinds(stores: &Stores, video_id: &str, run_id: Option<&str>) -> Result<Vec<crate::types::Segment>> {
+impl Write for Bounded {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.push(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::FileTooLarge, e.to_string()))?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub(super) fn both_kinds(stores: &Stores, video_id: &str, run_id: Option<&str>) -> Result<Vec<crate::types::Segment>> {
     let mut out = all_run_segments(&*stores.catalog, video_id, SegmentKind::Video, run_id)?;
     out.extend(all_run_segments(&*stores.catalog, video_id, SegmentKind::Audio, run_id)?);
     Ok(out)
@@ -367,7 +390,7 @@ fn build(stores: &Stores, export: &Export, ctx: &JobContext) -> Result<Vec<u8>> 
         "format_version": 1,
         "generator": concat!("videovector ", env!("CARGO_PKG_VERSION")),
     });
-    let mut out = Bounded { buf: Vec::new() };
+    let mut out = Bounded::default();
     let total = videos.len().max(1) as f32;
     match export.format {
         ExportFormat::Json => {
@@ -425,6 +448,11 @@ fn build(stores: &Stores, export: &Export, ctx: &JobContext) -> Result<Vec<u8>> 
                 }
             }
         }
+        ExportFormat::Parquet => {
+            if let Err(e) = super::table::write(stores, &header, index.as_ref(), &runs, &videos, &mut out, ctx) {
+                return Err(if out.overflowed { too_large() } else { e });
+            }
+        }
     }
     Ok(out.buf)
 }
@@ -462,6 +490,7 @@ fn write(db: &Db, stores: &Stores, root: &Path, export_id: &str, ctx: &JobContex
     let ext = match export.format {
         ExportFormat::Json => "json",
         ExportFormat::Jsonl => "jsonl",
+        ExportFormat::Parquet => "parquet",
     };
     let name = format!("{export_id}.{ext}");
     let (file_path, uri) = match &export.destination_connector_id {

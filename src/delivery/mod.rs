@@ -14,6 +14,7 @@ pub(crate) mod db;
 pub(crate) mod exports;
 pub(crate) mod imports;
 pub(crate) mod markers;
+mod table;
 pub(crate) mod webhooks;
 
 pub use automations::{parse_interval, ExportAutomation, ImportAutomation};

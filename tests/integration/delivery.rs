@@ -43,6 +43,29 @@ fn wait_export(engine: &Engine, id: &str) -> videovector::delivery::Export {
     }
 }
 
+/// A Parquet export's rows as JSON objects, and its key-value metadata.
+fn read_parquet(path: &Path) -> (Vec<serde_json::Map<String, Value>>, HashMap<String, String>) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).expect("a Parquet file");
+    let kv = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+        .collect();
+    let rows = reader
+        .get_row_iter(None)
+        .unwrap()
+        .map(|r| match r.unwrap().to_json_value() {
+            Value::Object(m) => m,
+            other => panic!("a row is not an object: {other}"),
+        })
+        .collect();
+    (rows, kv)
+}
+
 /// One received POST: headers (lower-case names) and body.
 #[derive(Clone, Debug)]
 struct Received {
@@ -203,6 +226,43 @@ fn local_folder_import_new_only_export_and_signed_webhooks() {
     assert_eq!(kinds.iter().filter(|k| *k == "media").count(), 3);
     assert!(jsonl.destination_uri.as_deref().unwrap().ends_with(&format!("team/daily/{}.jsonl", jsonl.export_id)));
 
+    // Parquet: one row per segment (no runs yet), the media columns on each.
+    let table = engine
+        .exports()
+        .create(&ExportRequest::index("archive").format(ExportFormat::Parquet))
+        .map(|e| wait_export(&engine, &e.export_id))
+        .unwrap();
+    assert_eq!(table.status, "completed", "{table:?}");
+    let (rows, kv) = read_parquet(table.file_path.as_deref().unwrap());
+    let header: Value = serde_json::from_str(&kv["videovector.export"]).unwrap();
+    assert_eq!(header["export_id"], table.export_id.as_str());
+    let listed: Value = serde_json::from_str(&kv["videovector.index"]).unwrap();
+    assert_eq!(listed["index_id"], index.index_id.as_str());
+    let mut want = HashSet::new();
+    let mut segments = HashMap::new();
+    for m in media {
+        let id = m["media"]["video_id"].as_str().unwrap();
+        for s in
+            segments_of(&engine, id, SegmentKind::Video).into_iter().chain(segments_of(&engine, id, SegmentKind::Audio))
+        {
+            want.insert((id.to_string(), s.segment_id.to_string()));
+            segments.insert(s.segment_id.to_string(), s);
+        }
+    }
+    let got: HashSet<(String, String)> = rows
+        .iter()
+        .map(|r| (r["video_id"].as_str().unwrap().to_string(), r["segment_id"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!((got, rows.len()), (want.clone(), want.len()), "one row per segment");
+    for r in &rows {
+        assert_eq!(r["record"], "segment");
+        assert_eq!(r["index_id"], index.index_id.as_str());
+        assert!(r["run_id"].is_null() && r["metadata"].is_null(), "{r:?}");
+        let s = &segments[r["segment_id"].as_str().unwrap()];
+        assert_eq!((r["start_time"].as_f64(), r["end_time"].as_f64()), (Some(s.start), Some(s.end)));
+        assert_eq!(r["segment_kind"], s.kind.to_string());
+    }
+
     // Webhooks: every event arrives, signed; the 500 is retried (about 2 s later).
     let want = ["import_job.partial_completed", "export.ready", "media.processing.completed"];
     let start = Instant::now();
@@ -217,8 +277,8 @@ fn local_folder_import_new_only_export_and_signed_webhooks() {
         std::thread::sleep(Duration::from_millis(200));
     };
     // 2 media completed, 1 partial import (the first), 1 partial import (the second: a file
-    // failed again), 2 exports.
-    assert_eq!(deliveries.len(), 6, "{deliveries:#?}");
+    // failed again), 3 exports.
+    assert_eq!(deliveries.len(), 7, "{deliveries:#?}");
     assert_eq!(deliveries.iter().filter(|d| d.attempts == 2).count(), 1, "exactly one was answered 500 first");
     let received = seen.lock().unwrap().clone();
     let ids: HashSet<&str> = received.iter().map(|r| r.headers["x-delivery-id"].as_str()).collect();
@@ -376,6 +436,45 @@ fn automations_import_new_files_run_the_preset_and_export_each_completed_run() {
     let doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(doc["prompt_runs"][0]["run_id"], run_id.as_str());
     assert_eq!(doc["media"][0]["media"]["video_id"], first.video_ids[0].as_str());
+
+    // The same run as a Parquet table holds the same results, a row per segment result and
+    // one for the media-wide result, with the run (and its prompt) in the file's metadata.
+    let table = engine
+        .exports()
+        .create(&ExportRequest::prompt_run(run_id.as_str()).format(ExportFormat::Parquet))
+        .map(|e| wait_export(&engine, &e.export_id))
+        .unwrap();
+    assert_eq!(table.status, "completed", "{table:?}");
+    let (rows, kv) = read_parquet(table.file_path.as_deref().unwrap());
+    let runs: Value = serde_json::from_str(&kv["videovector.prompt_runs"]).unwrap();
+    assert_eq!(runs[0]["run_id"], run_id.as_str());
+    assert_eq!(runs[0]["prompt"]["prompt_id"], prompt.prompt_id.as_str());
+    let results = &doc["media"][0]["results"][run_id.as_str()];
+    let expected: HashSet<(String, String)> = results["segment_results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["segment_id"].as_str().unwrap().to_string(), r["metadata"].to_string()))
+        .collect();
+    assert!(!expected.is_empty(), "the run has segment results: {results}");
+    let metadata = |r: &serde_json::Map<String, Value>| -> String {
+        serde_json::from_str::<Value>(r["metadata"].as_str().unwrap()).unwrap().to_string()
+    };
+    let segment_rows: HashSet<(String, String)> = rows
+        .iter()
+        .filter(|r| r["record"] == "segment" && r["run_id"] == run_id.as_str())
+        .map(|r| (r["segment_id"].as_str().unwrap().to_string(), metadata(r)))
+        .collect();
+    assert_eq!(segment_rows, expected);
+    let video_rows: Vec<_> = rows.iter().filter(|r| r["record"] == "video").collect();
+    if results["video_result"].is_null() {
+        assert!(video_rows.is_empty(), "{video_rows:?}");
+    } else {
+        assert_eq!(video_rows.len(), 1, "{video_rows:?}");
+        assert_eq!(metadata(video_rows[0]), results["video_result"]["metadata"].to_string());
+        assert_eq!(video_rows[0]["status"], results["video_result"]["status"]);
+    }
+    assert!(rows.iter().all(|r| r["video_id"] == first.video_ids[0].as_str() && r["prompt_name"] == "where"));
 
     // Paused: new files wait; resumed: only the new file is imported (the old one is skipped).
     engine.automations().set_paused("auto", "import", true).unwrap();

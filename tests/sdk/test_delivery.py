@@ -766,6 +766,60 @@ def test_export_requests_that_name_the_wrong_things(
     assert all(set(m["results"]) <= {run.run_id} for m in doc["media"]), [m["results"].keys() for m in doc["media"]]
 
 
+def test_parquet_and_jsonl_exports_load_in_other_tools(
+    delivery: Delivery, vv: VideoVector, s3_index: videovector.Index, s3_import: Imported
+) -> None:
+    """`format` (not in the SDK, sent raw): parquet is one flat table that DuckDB reads, with a
+    row per segment of every media item and the export header in its key-value metadata;
+    jsonl is a record per line; both download with their own content type (so over plain HTTP:
+    the SDK's download accepts application/json only); an unknown format is a 400 naming the
+    field."""
+    import duckdb
+
+    def create(fmt: str) -> httpx.Response:
+        with delivery.server.http() as http:
+            return http.post(f"/exports/index/{s3_index.index_id}", json={"format": fmt})
+
+    refused = create("xlsx")
+    assert refused.status_code == 400 and "format" in refused.text, refused.text
+
+    created = create("parquet")
+    assert created.status_code in (200, 201, 202), created.text
+    done = wait_export(vv, created.json()["export_id"])
+    assert done.status == "completed", done
+    dest = delivery.tmp / "index-export.parquet"
+    with delivery.server.http() as http:
+        got = http.get(f"/exports/{done.export_id}/download")
+    assert got.headers["content-type"] == "application/vnd.apache.parquet", got.headers
+    dest.write_bytes(got.content)
+    assert len(got.content) == done.file_size_bytes, (len(got.content), done.file_size_bytes)
+    assert dest.read_bytes()[:4] == b"PAR1" == dest.read_bytes()[-4:], "not a Parquet file"
+
+    db = duckdb.connect()
+    rows = db.execute(
+        "SELECT video_id, segment_id, record, start_time, end_time FROM read_parquet(?)", [str(dest)]
+    ).fetchall()
+    want = set()
+    for video_id in video_ids_of(vv, s3_index.index_id):
+        for seg in vv.videos.list_segments(video_id, limit=100).auto_paging_iter():
+            want.add((video_id, seg.segment_id, "segment", seg.start_time, seg.end_time))
+    assert set(rows) == want and len(rows) == len(want), (sorted(set(rows) ^ want), len(rows), len(want))
+    header = db.execute(
+        "SELECT decode(value) FROM parquet_kv_metadata(?) WHERE decode(key) = 'videovector.export'", [str(dest)]
+    ).fetchone()
+    assert header is not None and json.loads(header[0])["export_id"] == done.export_id, header
+
+    created = create("jsonl")
+    done = wait_export(vv, created.json()["export_id"])
+    with delivery.server.http() as http:
+        got = http.get(f"/exports/{done.export_id}/download")
+    assert got.headers["content-type"] == "application/x-ndjson", got.headers
+    records = [json.loads(line) for line in got.text.splitlines()]
+    assert records[0]["type"] == "export" and records[1]["type"] == "index", records[:2]
+    assert {r["media"]["video_id"] for r in records if r["type"] == "media"} == video_ids_of(vv, s3_index.index_id)
+    assert sum(r["type"] == "segment" for r in records) == len(want)
+
+
 # --------------------------------------------------------------------------------------------
 # Webhooks
 # --------------------------------------------------------------------------------------------

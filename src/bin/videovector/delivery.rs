@@ -200,7 +200,7 @@ pub struct ExportTo {
     connector: Option<String>,
     #[arg(long, requires = "connector")]
     subpath: Option<String>,
-    /// json (one document) or jsonl.
+    /// json (one document), jsonl (a record per line) or parquet (one flat table).
     #[arg(long, default_value = "json")]
     format: String,
     #[arg(long)]

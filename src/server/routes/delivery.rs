@@ -396,8 +396,11 @@ pub async fn download(State(app): State<Shared>, Path(id): Path<String>) -> ApiR
         }
     };
     let bytes = tokio::fs::read(&path).await.map_err(|err| ApiError::internal(format!("{}: {err}", path.display())))?;
-    let content_type =
-        if e.format == crate::delivery::ExportFormat::Jsonl { "application/x-ndjson" } else { "application/json" };
+    let content_type = match e.format {
+        crate::delivery::ExportFormat::Json => "application/json",
+        crate::delivery::ExportFormat::Jsonl => "application/x-ndjson",
+        crate::delivery::ExportFormat::Parquet => "application/vnd.apache.parquet",
+    };
     Ok((
         StatusCode::OK,
         [
