@@ -10,6 +10,7 @@ pub mod source;
 pub mod testing;
 pub mod text;
 pub mod whisper;
+pub mod whisper_model;
 
 use std::path::Path;
 

@@ -8,11 +8,12 @@
 
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use candle_nn::{ops::softmax, VarBuilder};
-use candle_transformers::models::whisper::{self as w, model::Whisper};
+use candle_transformers::models::whisper as w;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use super::source::ModelFiles;
+use super::whisper_model::{DecodeState, Model};
 use super::{model_err, ModelRef};
 use crate::error::{Error, Result};
 
@@ -68,7 +69,7 @@ pub struct WindowTranscript {
 /// tensors are reference-counted): a clone is another decoder over the same memory.
 #[derive(Clone)]
 pub struct WhisperModel {
-    model: Whisper,
+    model: Model,
     tokenizer: Tokenizer,
     /// Mel filters transposed, `[n_fft / 2 + 1, n_mels]`.
     filters_t: Tensor,
@@ -116,8 +117,7 @@ impl WhisperModel {
             .and_then(|v| serde_json::from_value(v.clone()).ok())
             .unwrap_or_default();
         let weights_file = if files.dir.join("model.bin").is_file() { "model.bin" } else { "model.safetensors" };
-        let model =
-            Whisper::load(&vb, config.clone()).map_err(|e| super::weights_err(id, &files.dir.join(weights_file), e))?;
+        let model = Model::load(&vb, &config).map_err(|e| super::weights_err(id, &files.dir.join(weights_file), e))?;
         let tokenizer = Tokenizer::from_file(files.dir.join("tokenizer.json")).map_err(|e| model_err(id, e))?;
         let token = |t: &str| tokenizer.token_to_id(t);
         let need = |t: &str| token(t).ok_or_else(|| model_err(id, format!("tokenizer.json has no {t} token")));
@@ -225,55 +225,59 @@ impl WhisperModel {
     /// [`SPEECH_FLOOR_DBFS`] is not sent to the model at all (the voice-activity gate: on digital
     /// silence Whisper is known to invent a "you" or a "thank you").
     pub fn transcribe(&mut self, pcm: &[f32]) -> Result<WindowTranscript> {
+        let nothing = WindowTranscript { phrases: Vec::new(), language: None, no_speech_prob: 1.0, avg_logprob: 0.0 };
         if loudest_hop_dbfs(pcm) < SPEECH_FLOOR_DBFS {
-            return Ok(WindowTranscript { phrases: Vec::new(), language: None, no_speech_prob: 1.0, avg_logprob: 0.0 });
+            return Ok(nothing);
         }
         let id = self.model_ref.id.clone();
         let mel = self.mel(pcm)?;
+        if !self.sound_shape(&mel, pcm.len())?.may_hold_speech() {
+            return Ok(nothing);
+        }
         self.decode_window(&mel, pcm.len() as f64 / w::SAMPLE_RATE as f64).map_err(|e| model_err(&id, e))
+    }
+
+    /// The shape of the sound in a window's log-mel features (`samples` long before padding).
+    pub fn sound_shape(&self, mel: &Tensor, samples: usize) -> Result<SoundShape> {
+        let bands = mel.i(0).and_then(|m| m.to_vec2::<f32>()).map_err(|e| model_err(&self.model_ref.id, e))?;
+        Ok(SoundShape::of(&bands, (samples / w::HOP_LENGTH).min(w::N_FRAMES)))
     }
 
     /// Encoder output for a mel window (exposed for golden checks).
     pub fn encode(&mut self, mel: &Tensor) -> Result<Tensor> {
-        self.model.encoder.forward(mel, true).map_err(|e| model_err(&self.model_ref.id, e))
+        self.model.encoder.forward(mel).map_err(|e| model_err(&self.model_ref.id, e))
     }
 
     /// Logits of the next token after `tokens`, given encoder output `audio`.
-    pub fn next_logits(&mut self, tokens: &[u32], audio: &Tensor, first: bool) -> Result<Tensor> {
-        let id = self.model_ref.id.clone();
-        self.next_logits_raw(tokens, audio, first).map_err(|e| model_err(&id, e))
+    pub fn next_logits(&mut self, tokens: &[u32], audio: &Tensor) -> Result<Tensor> {
+        let decoder = &self.model.decoder;
+        let logits = decoder.start(audio).and_then(|mut state| decoder.feed(&mut state, tokens));
+        logits.map_err(|e| model_err(&self.model_ref.id, e))
     }
 
-    /// The prompt: start, language (multilingual models), transcribe task.
-    fn prompt(&mut self, audio: &Tensor) -> candle_core::Result<(Vec<u32>, Option<String>)> {
+    /// Feed the prompt (start, then for multilingual models the detected language and the
+    /// transcribe task): its tokens, the language and the logits of the first text token.
+    fn prompt(&self, state: &mut DecodeState) -> candle_core::Result<(Vec<u32>, Option<String>, Tensor)> {
+        let decoder = &self.model.decoder;
         let mut tokens = vec![self.sot];
-        let language;
-        if self.is_multilingual() {
-            let logits = self.next_logits_raw(&tokens, audio, true)?;
-            let ids: Vec<u32> = self.languages.iter().map(|(_, id)| *id).collect();
-            let scores = logits.index_select(&Tensor::new(ids.as_slice(), &self.device)?, 0)?.to_vec1::<f32>()?;
-            let best = scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
-            tokens.push(self.languages[best].1);
-            language = Some(self.languages[best].0.clone());
-            if let Some(t) = self.transcribe {
-                tokens.push(t);
-            }
-        } else {
-            language = Some("en".into());
+        let mut logits = decoder.feed(state, &tokens)?;
+        if !self.is_multilingual() {
+            return Ok((tokens, Some("en".into()), logits));
         }
-        Ok((tokens, language))
-    }
-
-    fn next_logits_raw(&mut self, tokens: &[u32], audio: &Tensor, first: bool) -> candle_core::Result<Tensor> {
-        let t = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-        let ys = self.model.decoder.forward(&t, audio, first)?;
-        let (_, n, _) = ys.dims3()?;
-        self.model.decoder.final_linear(&ys.i((..1, n - 1..))?)?.i(0)?.i(0)
+        let ids: Vec<u32> = self.languages.iter().map(|(_, id)| *id).collect();
+        let scores = logits.index_select(&Tensor::new(ids.as_slice(), &self.device)?, 0)?.to_vec1::<f32>()?;
+        let best = scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
+        let mut rest = vec![self.languages[best].1];
+        rest.extend(self.transcribe);
+        logits = decoder.feed(state, &rest)?;
+        tokens.extend(rest);
+        Ok((tokens, Some(self.languages[best].0.clone()), logits))
     }
 
     fn decode_window(&mut self, mel: &Tensor, window_secs: f64) -> candle_core::Result<WindowTranscript> {
-        let audio = self.model.encoder.forward(mel, true)?;
-        let (mut tokens, language) = self.prompt(&audio)?;
+        let audio = self.model.encoder.forward(mel)?;
+        let mut state = self.model.decoder.start(&audio)?;
+        let (mut tokens, language, mut logits) = self.prompt(&mut state)?;
         let prompt_len = tokens.len();
         let vocab = self.config.vocab_size;
         let mut mask = vec![0f32; vocab];
@@ -290,7 +294,9 @@ impl WhisperModel {
         let mut no_speech_prob = 0f64;
         let limit = self.config.max_target_positions / 2;
         for step in 0..limit {
-            let logits = self.next_logits_raw(&tokens, &audio, step == 0 && prompt_len == 1)?;
+            if step > 0 {
+                logits = self.model.decoder.feed(&mut state, &tokens[tokens.len() - 1..])?;
+            }
             if step == 0 {
                 if let Some(ns) = self.no_speech {
                     // The no-speech probability is read at the first step after the prompt, as OpenAI does.
@@ -402,11 +408,85 @@ impl WhisperModel {
         for (s, e, ids) in phrases {
             let decoded = self.tokenizer.decode(&ids, true).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
             let text = cut_repetition(decoded.trim(), self.decode.compression_ratio_threshold);
-            if !text.is_empty() {
+            if !text.is_empty() && !is_babble(&text) {
                 out.push(Phrase { start: s, end: e.max(s), text });
             }
         }
         Ok(out)
+    }
+}
+
+/// What a window's log-mel features say about whether it can hold speech. Speech is loud for
+/// stretches of a syllable or more, spreads over many bands (harmonics, formants, fricatives)
+/// and keeps changing within those stretches. A steady tone, a chord or a hum is sustained
+/// but does not change; a synthetic melody changes only where a note ends; a click is never
+/// sustained. Whisper, given any of these, tends to invent a word ("Aaaah", "you").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SoundShape {
+    /// 10 ms frames inside loud stretches of at least [`SoundShape::MIN_STRETCH`] frames.
+    pub sustained: usize,
+    /// Of those, the frames whose spectrum is broad and differs from 30 ms before.
+    pub moving: usize,
+}
+
+impl SoundShape {
+    /// A loud stretch this many frames long (80 ms) or longer counts as sustained.
+    pub const MIN_STRETCH: usize = 8;
+    /// A frame is loud within this much (log10 units: 30 dB) of the loudest frame.
+    const LOUD: f32 = 3.0;
+    /// A frame is broad with at least this many bands within 20 dB of its peak band.
+    const BROAD_BANDS: usize = 10;
+    /// A frame moves when its bands differ from 30 ms before by this much on average (log10
+    /// units: 2 dB).
+    const MOVING: f32 = 0.2;
+    /// Speech: at least 150 ms of moving frames...
+    const MIN_MOVING: usize = 15;
+    /// ...and at least this share of the sustained frames.
+    const MIN_MOVING_SHARE: f64 = 0.35;
+
+    /// From log-mel features `[band][frame]` (Whisper's scale: (log10 + 4) / 4) over the first
+    /// `frames` frames.
+    pub fn of(mel: &[Vec<f32>], frames: usize) -> SoundShape {
+        let frames = mel.iter().map(Vec::len).min().unwrap_or(0).min(frames);
+        // Back to log10 units.
+        let at = |b: usize, t: usize| mel[b][t] * 4.0;
+        // Loudness: the log of the mean power over the bands (not the mean of the logs, which
+        // a broadband click would dwarf a tone with).
+        let energy: Vec<f32> = (0..frames)
+            .map(|t| ((0..mel.len()).map(|b| 10f32.powf(at(b, t))).sum::<f32>() / mel.len().max(1) as f32).log10())
+            .collect();
+        let loudest = energy.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let loud: Vec<bool> = energy.iter().map(|&e| e >= loudest - Self::LOUD).collect();
+        let mut shape = SoundShape { sustained: 0, moving: 0 };
+        let mut t = 0;
+        while t < frames {
+            if !loud[t] {
+                t += 1;
+                continue;
+            }
+            let start = t;
+            while t < frames && loud[t] {
+                t += 1;
+            }
+            if t - start < Self::MIN_STRETCH {
+                continue;
+            }
+            shape.sustained += t - start;
+            for u in start + 3..t {
+                let peak = (0..mel.len()).map(|b| at(b, u)).fold(f32::NEG_INFINITY, f32::max);
+                let broad = (0..mel.len()).filter(|&b| at(b, u) >= peak - 2.0).count() >= Self::BROAD_BANDS;
+                let change = (0..mel.len()).map(|b| (at(b, u) - at(b, u - 3)).abs()).sum::<f32>() / mel.len() as f32;
+                if broad && change >= Self::MOVING {
+                    shape.moving += 1;
+                }
+            }
+        }
+        shape
+    }
+
+    /// Whether the window is worth sending to the model.
+    pub fn may_hold_speech(&self) -> bool {
+        self.moving >= Self::MIN_MOVING && self.moving as f64 >= Self::MIN_MOVING_SHARE * self.sustained as f64
     }
 }
 
@@ -449,6 +529,33 @@ pub fn cut_repetition(text: &str, threshold: f64) -> String {
     }
     // Drop the trailing words of an unfinished repeat: keep whole first cycle.
     words[..keep.max(1)].join(" ")
+}
+
+/// Whether a phrase is one sound said over and over: a character held ("Aaaaah", "Hmmmm") or
+/// a syllable repeated ("la la la la", "ha-ha-ha-ha"). That is a decoding loop, the text
+/// Whisper invents for a held tone or a hum, and is dropped like a repeated phrase. Three
+/// repeats ("no no no") and held letters inside real words are kept.
+pub fn is_babble(text: &str) -> bool {
+    if text.chars().any(|c| c.is_numeric()) {
+        return false; // "10000" is a number, not a held sound
+    }
+    let letters: Vec<char> = text.chars().filter(|c| c.is_alphabetic()).flat_map(char::to_lowercase).collect();
+    let mut runs: Vec<(char, usize)> = Vec::new();
+    for c in letters {
+        match runs.last_mut() {
+            Some((last, n)) if *last == c => *n += 1,
+            _ => runs.push((c, 1)),
+        }
+    }
+    let held = runs.iter().any(|&(_, n)| n >= 4);
+    if held && runs.len() <= 3 {
+        return true;
+    }
+    // One unit of at most three sounds, four times or more.
+    let sounds: Vec<char> = runs.iter().map(|&(c, _)| c).collect();
+    (1..=3).any(|unit| {
+        sounds.len() >= 4 * unit && sounds.len().is_multiple_of(unit) && sounds.chunks(unit).all(|c| c == &sounds[..unit])
+    })
 }
 
 /// Slaney-style mel filterbank (librosa's default, what Whisper was trained with), row-major
@@ -510,6 +617,36 @@ mod tests {
         let cut = cut_repetition(looped.trim(), 2.4);
         assert!(cut.split_whitespace().count() <= 8, "{cut}");
         assert!(cut.starts_with("thank you for watching"));
+    }
+
+    #[test]
+    fn one_sound_over_and_over_is_babble_and_words_are_not() {
+        for babble in
+            ["Aaaaaaaaaaaaaah", "AAAAAAAAAA!", "Hmmmm.", "Ooooh...", "la la la la", "Ha-ha-ha-ha-ha", "nanananana"]
+        {
+            assert!(is_babble(babble), "{babble:?}");
+        }
+        for words in ["no no no", "Mmm.", "Aah", "Bye bye.", "Sooooo good to see you", "Ahhhh, I see", "10,000.", ""] {
+            assert!(!is_babble(words), "{words:?}");
+        }
+    }
+
+    #[test]
+    fn sustained_changing_broad_sound_is_speech_like_and_a_steady_one_is_not() {
+        let frames = 200;
+        // A steady broad sound (a chord of many harmonics): sustained, never moving.
+        let steady: Vec<Vec<f32>> = (0..80).map(|b| vec![if b % 4 == 0 { 0.5 } else { 0.2 }; frames]).collect();
+        let shape = SoundShape::of(&steady, frames);
+        assert_eq!((shape.sustained, shape.moving), (frames, 0));
+        assert!(!shape.may_hold_speech());
+        // The same bands with their levels changing every 50 ms: moving.
+        let moving: Vec<Vec<f32>> =
+            (0..80).map(|b| (0..frames).map(|t| if (b + t / 5) % 4 == 0 { 0.5 } else { 0.2 }).collect()).collect();
+        assert!(SoundShape::of(&moving, frames).may_hold_speech());
+        // Short bursts (clicks) are never sustained.
+        let clicks: Vec<Vec<f32>> =
+            (0..80).map(|_| (0..frames).map(|t| if t % 50 < 3 { 0.5 } else { -1.0 }).collect()).collect();
+        assert_eq!(SoundShape::of(&clicks, frames).sustained, 0);
     }
 
     #[test]

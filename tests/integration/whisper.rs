@@ -100,7 +100,7 @@ fn features_encoder_and_first_logits_match_the_reference() {
 
     let prompt: Vec<u32> =
         g["first_step"]["prompt"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-    let logits = model.next_logits(&prompt, &enc, true).unwrap().to_vec1::<f32>().unwrap();
+    let logits = model.next_logits(&prompt, &enc).unwrap().to_vec1::<f32>().unwrap();
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
     let top: Vec<u64> = order[..5].iter().map(|&i| i as u64).collect();
@@ -203,4 +203,75 @@ fn a_converted_hf_folder_loads_and_agrees_with_the_ctranslate2_one() {
     let (ta, tb) = (a.transcribe(&audio).unwrap(), b.transcribe(&audio).unwrap());
     assert_eq!(ta.phrases, tb.phrases, "same weights, same transcript");
     assert!(!ta.phrases.is_empty());
+}
+
+/// `secs` of 16 kHz audio from `f(t)`.
+fn synth(secs: f64, f: impl Fn(f64) -> f64) -> Vec<f32> {
+    (0..(secs * 16_000.0) as usize).map(|i| f(i as f64 / 16_000.0) as f32).collect()
+}
+
+fn sine(hz: f64, t: f64) -> f64 {
+    (2.0 * std::f64::consts::PI * hz * t).sin()
+}
+
+/// A note with three harmonics, a 10 ms attack and an exponential decay.
+fn note(hz: f64, t: f64) -> f64 {
+    let envelope = (t / 0.01).min(1.0) * (-t * 4.0).exp();
+    envelope * (sine(hz, t) + 0.5 * sine(2.0 * hz, t) + 0.25 * sine(3.0 * hz, t)) / 1.75
+}
+
+/// Signals that hold no speech: steady tones of several pitches and levels, a chord, mains
+/// hum, a square wave, a click track and two synthetic melodies.
+fn not_speech() -> Vec<(String, Vec<f32>)> {
+    let mut out = Vec::new();
+    for hz in [110.0, 440.0, 1000.0, 3000.0] {
+        for amp in [0.02, 0.5] {
+            out.push((format!("sine {hz} Hz at {amp}"), synth(5.0, move |t| amp * sine(hz, t))));
+        }
+    }
+    out.push(("A major chord".into(), synth(5.0, |t| 0.2 * (sine(440.0, t) + sine(554.37, t) + sine(659.26, t)))));
+    out.push((
+        "50 Hz hum with harmonics".into(),
+        synth(6.0, |t| (1..=10).map(|n| 0.3 / n as f64 * sine(50.0 * n as f64, t)).sum()),
+    ));
+    out.push(("220 Hz square wave".into(), synth(4.0, |t| 0.3 * sine(220.0, t).signum())));
+    out.push(("click track, 120 bpm".into(), synth(8.0, |t| if t % 0.5 < 0.001 { 0.8 } else { 0.0 })));
+    let scale = [261.63, 293.66, 329.63, 349.23, 392.0, 440.0, 493.88, 523.25];
+    out.push((
+        "a scale of plucked notes, 250 ms each".into(),
+        synth(8.0, move |t| 0.5 * note(scale[(t / 0.25) as usize % 8], t % 0.25)),
+    ));
+    out.push((
+        "an arpeggio of held organ notes, 500 ms each".into(),
+        synth(8.0, move |t| {
+            let hz = scale[[0, 2, 4, 7][(t / 0.5) as usize % 4]];
+            0.3 * (sine(hz, t) + 0.5 * sine(2.0 * hz, t) + 0.3 * sine(4.0 * hz, t))
+        }),
+    ));
+    out
+}
+
+#[test]
+fn tones_chords_hums_clicks_and_melodies_give_no_text_and_speech_still_does() {
+    let mut model = tiny_en();
+    let mut failures = Vec::new();
+    for (name, audio) in not_speech() {
+        let shape = model.sound_shape(&model.mel(&audio).unwrap(), audio.len()).unwrap();
+        let out = model.transcribe(&audio).unwrap();
+        println!("{name}: {shape:?} {:?}", out.phrases);
+        if !out.phrases.is_empty() {
+            failures.push(format!("{name} gave {:?} ({shape:?})", out.phrases));
+        }
+    }
+    // Every window of real speech still goes to the model.
+    let listing = std::fs::read_to_string(fixture("librivox/transcription")).unwrap();
+    for id in listing.lines().filter_map(|l| l.rsplit_once('(')).map(|(_, id)| id.trim_end_matches(')').trim()) {
+        let audio = pcm(&format!("librivox/{id}.wav"));
+        let shape = model.sound_shape(&model.mel(&audio).unwrap(), audio.len()).unwrap();
+        println!("{id}: {shape:?}");
+        if !shape.may_hold_speech() {
+            failures.push(format!("speech in {id} was taken for no speech ({shape:?})"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -1,0 +1,278 @@
+//! Whisper's encoder and decoder (OpenAI's `model.py`), loaded from HF names, with a key-value
+//! cache for the decoder's self-attention: each decoding step runs only the new token against
+//! the cached keys and values of the tokens before it, and cross-attention keys and values are
+//! computed once per window. (candle's own Whisper runs every token of the window again at
+//! every step: quadratic in the length of the transcript.)
+
+use candle_core::{Device, Module, Result, Tensor, D};
+use candle_nn::{embedding, linear, linear_no_bias, Conv1d, Conv1dConfig, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_transformers::models::whisper::Config;
+
+fn layer_norm(size: usize, vb: VarBuilder) -> Result<LayerNorm> {
+    Ok(LayerNorm::new(vb.get(size, "weight")?, vb.get(size, "bias")?, 1e-5))
+}
+
+/// Multi-head attention; the key projection has no bias.
+#[derive(Debug, Clone)]
+struct Attention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    out: Linear,
+    n_head: usize,
+}
+
+impl Attention {
+    fn load(n_state: usize, n_head: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Attention {
+            query: linear(n_state, n_state, vb.pp("q_proj"))?,
+            key: linear_no_bias(n_state, n_state, vb.pp("k_proj"))?,
+            value: linear(n_state, n_state, vb.pp("v_proj"))?,
+            out: linear(n_state, n_state, vb.pp("out_proj"))?,
+            n_head,
+        })
+    }
+
+    /// `[batch, ctx, state]` to `[batch, head, ctx, state / head]`.
+    fn heads(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, n, s) = x.dims3()?;
+        x.reshape((b, n, self.n_head, s / self.n_head))?.transpose(1, 2)
+    }
+
+    /// Attention of `q` over `k` and `v` (already split into heads), with an additive mask.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let head = q.dim(D::Minus1)?;
+        let scale = (head as f64).powf(-0.25);
+        let q = (q * scale)?;
+        let k = (k.transpose(2, 3)? * scale)?;
+        let mut qk = q.contiguous()?.matmul(&k.contiguous()?)?;
+        if let Some(mask) = mask {
+            qk = qk.broadcast_add(mask)?;
+        }
+        let w = candle_nn::ops::softmax_last_dim(&qk)?;
+        let wv = w.matmul(&v.contiguous()?)?.transpose(1, 2)?.flatten_from(2)?;
+        self.out.forward(&wv)
+    }
+}
+
+/// Keys and values of one attention, split into heads.
+type KeyValues = (Tensor, Tensor);
+
+#[derive(Debug, Clone)]
+struct Block {
+    attn: Attention,
+    attn_ln: LayerNorm,
+    cross: Option<(Attention, LayerNorm)>,
+    fc1: Linear,
+    fc2: Linear,
+    mlp_ln: LayerNorm,
+}
+
+impl Block {
+    fn load(n_state: usize, n_head: usize, cross: bool, vb: VarBuilder) -> Result<Self> {
+        let cross = if cross {
+            Some((
+                Attention::load(n_state, n_head, vb.pp("encoder_attn"))?,
+                layer_norm(n_state, vb.pp("encoder_attn_layer_norm"))?,
+            ))
+        } else {
+            None
+        };
+        Ok(Block {
+            attn: Attention::load(n_state, n_head, vb.pp("self_attn"))?,
+            attn_ln: layer_norm(n_state, vb.pp("self_attn_layer_norm"))?,
+            cross,
+            fc1: linear(n_state, 4 * n_state, vb.pp("fc1"))?,
+            fc2: linear(4 * n_state, n_state, vb.pp("fc2"))?,
+            mlp_ln: layer_norm(n_state, vb.pp("final_layer_norm"))?,
+        })
+    }
+
+    fn mlp(&self, x: &Tensor) -> Result<Tensor> {
+        x + self.fc2.forward(&self.fc1.forward(&self.mlp_ln.forward(x)?)?.gelu()?)?
+    }
+
+    /// An encoder block: self-attention over the whole window, no mask.
+    fn encode(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.attn_ln.forward(x)?;
+        let a = &self.attn;
+        let out = a.attend(
+            &a.heads(&a.query.forward(&h)?)?,
+            &a.heads(&a.key.forward(&h)?)?,
+            &a.heads(&a.value.forward(&h)?)?,
+            None,
+        )?;
+        self.mlp(&(x + out)?)
+    }
+
+    /// A decoder block over new tokens: self-attention against `cache` (grown by the new keys
+    /// and values), then cross-attention against the window's `cross` keys and values.
+    fn decode(
+        &self,
+        x: &Tensor,
+        cache: &mut Option<KeyValues>,
+        cross: &KeyValues,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let h = self.attn_ln.forward(x)?;
+        let a = &self.attn;
+        let (k, v) = (a.heads(&a.key.forward(&h)?)?, a.heads(&a.value.forward(&h)?)?);
+        let (k, v) = match cache.take() {
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+            None => (k, v),
+        };
+        let out = a.attend(&a.heads(&a.query.forward(&h)?)?, &k, &v, mask)?;
+        *cache = Some((k, v));
+        let mut x = (x + out)?;
+        if let Some((c, ln)) = &self.cross {
+            let q = c.heads(&c.query.forward(&ln.forward(&x)?)?)?;
+            x = (&x + c.attend(&q, &cross.0, &cross.1, None)?)?;
+        }
+        self.mlp(&x)
+    }
+}
+
+fn sinusoids(length: usize, channels: usize, device: &Device) -> Result<Tensor> {
+    let increment = 10000f32.ln() / (channels / 2 - 1) as f32;
+    let inv: Vec<f32> = (0..channels / 2).map(|i| (i as f32 * -increment).exp()).collect();
+    let inv = Tensor::new(inv.as_slice(), device)?.unsqueeze(0)?;
+    let t = Tensor::arange(0, length as u32, device)?.to_dtype(candle_core::DType::F32)?.unsqueeze(1)?;
+    let scaled = t.broadcast_mul(&inv)?;
+    Tensor::cat(&[scaled.sin()?, scaled.cos()?], 1)
+}
+
+/// The audio encoder: two convolutions, sinusoidal positions, transformer blocks.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    conv1: Conv1d,
+    conv2: Conv1d,
+    positions: Tensor,
+    blocks: Vec<Block>,
+    ln_post: LayerNorm,
+}
+
+impl Encoder {
+    fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
+        let conv = |cin: usize, stride: usize, vb: VarBuilder| -> Result<Conv1d> {
+            let config = Conv1dConfig { padding: 1, stride, groups: 1, dilation: 1, cudnn_fwd_algo: None };
+            Ok(Conv1d::new(vb.get((cfg.d_model, cin, 3), "weight")?, Some(vb.get(cfg.d_model, "bias")?), config))
+        };
+        Ok(Encoder {
+            conv1: conv(cfg.num_mel_bins, 1, vb.pp("conv1"))?,
+            conv2: conv(cfg.d_model, 2, vb.pp("conv2"))?,
+            positions: sinusoids(cfg.max_source_positions, cfg.d_model, vb.device())?,
+            blocks: (0..cfg.encoder_layers)
+                .map(|i| Block::load(cfg.d_model, cfg.encoder_attention_heads, false, vb.pp(format!("layers.{i}"))))
+                .collect::<Result<_>>()?,
+            ln_post: layer_norm(cfg.d_model, vb.pp("layer_norm"))?,
+        })
+    }
+
+    /// `[1, n_mels, frames]` log-mel features to `[1, frames / 2, state]`.
+    pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
+        let x = self.conv1.forward(mel)?.gelu()?;
+        let x = self.conv2.forward(&x)?.gelu()?.transpose(1, 2)?;
+        let mut x = x.broadcast_add(&self.positions.narrow(0, 0, x.dim(1)?)?)?;
+        for block in &self.blocks {
+            x = block.encode(&x)?;
+        }
+        self.ln_post.forward(&x)
+    }
+}
+
+/// The text decoder.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    tokens: Embedding,
+    positions: Tensor,
+    blocks: Vec<Block>,
+    ln: LayerNorm,
+}
+
+/// One window's decoding: the cross-attention keys and values of its audio, the self-attention
+/// cache of the tokens fed so far, and how many there are.
+pub struct DecodeState {
+    cross: Vec<KeyValues>,
+    cache: Vec<Option<KeyValues>>,
+    fed: usize,
+}
+
+impl DecodeState {
+    /// Tokens fed so far.
+    pub fn len(&self) -> usize {
+        self.fed
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fed == 0
+    }
+}
+
+impl Decoder {
+    fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
+        Ok(Decoder {
+            tokens: embedding(cfg.vocab_size, cfg.d_model, vb.pp("embed_tokens"))?,
+            positions: vb.get((cfg.max_target_positions, cfg.d_model), "embed_positions.weight")?,
+            blocks: (0..cfg.decoder_layers)
+                .map(|i| Block::load(cfg.d_model, cfg.decoder_attention_heads, true, vb.pp(format!("layers.{i}"))))
+                .collect::<Result<_>>()?,
+            ln: layer_norm(cfg.d_model, vb.pp("layer_norm"))?,
+        })
+    }
+
+    /// Start decoding a window whose encoder output is `audio`.
+    pub fn start(&self, audio: &Tensor) -> Result<DecodeState> {
+        let cross = self
+            .blocks
+            .iter()
+            .map(|b| match &b.cross {
+                Some((c, _)) => Ok((c.heads(&c.key.forward(audio)?)?, c.heads(&c.value.forward(audio)?)?)),
+                None => candle_core::bail!("a decoder block without cross-attention"),
+            })
+            .collect::<Result<_>>()?;
+        Ok(DecodeState { cross, cache: vec![None; self.blocks.len()], fed: 0 })
+    }
+
+    /// Feed `tokens` after those already fed; the logits `[vocab]` of the token after them.
+    pub fn feed(&self, state: &mut DecodeState, tokens: &[u32]) -> Result<Tensor> {
+        let n = tokens.len();
+        if n == 0 {
+            candle_core::bail!("no tokens to feed");
+        }
+        let device = self.positions.device();
+        let ids = Tensor::new(tokens, device)?.unsqueeze(0)?;
+        let mut x = self.tokens.forward(&ids)?.broadcast_add(&self.positions.narrow(0, state.fed, n)?)?;
+        // New token i sees every cached token and the new ones up to itself.
+        let mask = if n > 1 {
+            let (fed, total) = (state.fed, state.fed + n);
+            let m: Vec<f32> = (0..n)
+                .flat_map(|i| (0..total).map(move |j| if j > fed + i { f32::NEG_INFINITY } else { 0.0 }))
+                .collect();
+            Some(Tensor::from_vec(m, (n, total), device)?)
+        } else {
+            None
+        };
+        for ((block, cache), cross) in self.blocks.iter().zip(state.cache.iter_mut()).zip(&state.cross) {
+            x = block.decode(&x, cache, cross, mask.as_ref())?;
+        }
+        state.fed += n;
+        let last = self.ln.forward(&x.narrow(1, n - 1, 1)?)?.squeeze(0)?; // [1, state]
+        last.matmul(&self.tokens.embeddings().t()?)?.squeeze(0)
+    }
+}
+
+/// Whisper: the encoder and the cached decoder.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub encoder: Encoder,
+    pub decoder: Decoder,
+}
+
+impl Model {
+    pub fn load(vb: &VarBuilder, cfg: &Config) -> Result<Self> {
+        Ok(Model {
+            encoder: Encoder::load(vb.pp("model.encoder"), cfg)?,
+            decoder: Decoder::load(vb.pp("model.decoder"), cfg)?,
+        })
+    }
+}
