@@ -1,5 +1,5 @@
 //! Read CTranslate2 Whisper models (`model.bin`) and convert them to the HF tensor layout that
-//! candle's Whisper loads: in memory at load time, or to an HF folder with
+//! our Whisper (`whisper_model.rs`) loads: in memory at load time, or to an HF folder with
 //! `videovector convert-whisper`. The byte layout is documented in `docs/ctranslate2.md`.
 
 use std::collections::HashMap;

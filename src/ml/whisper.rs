@@ -1,7 +1,8 @@
-//! Speech to text with Whisper (candle's model): log-mel features, greedy decoding with
-//! timestamps under OpenAI's timestamp rules, language detection for multilingual models, and
-//! the guards against invented text (no-speech probability, average log-probability,
-//! repetition loops).
+//! Speech to text with Whisper (the model in `whisper_model.rs`): log-mel features, greedy
+//! decoding with timestamps under OpenAI's timestamp rules, language detection for
+//! multilingual models, and the guards against invented text (a loudness gate and a
+//! sound-shape gate before the model, no-speech probability, average log-probability,
+//! repetition loops and held sounds).
 //!
 //! One call transcribes one window of at most 30 s (the audio segmentation cuts at pauses, so
 //! windows never split a word) into phrases with times relative to the window start.
@@ -554,7 +555,9 @@ pub fn is_babble(text: &str) -> bool {
     // One unit of at most three sounds, four times or more.
     let sounds: Vec<char> = runs.iter().map(|&(c, _)| c).collect();
     (1..=3).any(|unit| {
-        sounds.len() >= 4 * unit && sounds.len().is_multiple_of(unit) && sounds.chunks(unit).all(|c| c == &sounds[..unit])
+        sounds.len() >= 4 * unit
+            && sounds.len().is_multiple_of(unit)
+            && sounds.chunks(unit).all(|c| c == &sounds[..unit])
     })
 }
 
