@@ -195,19 +195,7 @@ fn media_rows(stores: &Stores, video_id: &str, runs: &[PromptRun], rows: &mut Ve
         match results.remove(&*s.segment_id) {
             None => rows.push(row()),
             Some(found) => {
-                for (run, r) in found {
-                    rows.push(Row {
-                        run_id: Some(r.run_id.to_string()),
-                        prompt_id: Some(r.prompt_id.to_string()),
-                        prompt_name: Some(run.prompt_name.clone()),
-                        status: Some(if r.field_extraction_succeeded { "completed" } else { "failed" }.into()),
-                        metadata: Some(r.metadata.to_string()),
-                        metadata_text: Some(r.metadata_text),
-                        error: r.field_extraction_error,
-                        executed_at: Some(r.executed_at),
-                        ..row()
-                    });
-                }
+                rows.extend(found.into_iter().map(|(run, r)| with_result(row(), run, r)));
             }
         }
     }
@@ -215,21 +203,14 @@ fn media_rows(stores: &Stores, video_id: &str, runs: &[PromptRun], rows: &mut Ve
     let mut orphans: Vec<_> = results.into_values().flatten().collect();
     orphans.sort_by(|a, b| a.1.start_time.total_cmp(&b.1.start_time));
     for (run, r) in orphans {
-        rows.push(Row {
+        let row = Row {
             record: "segment",
             segment_id: Some(r.segment_id.to_string()),
             start_time: Some(r.start_time),
             end_time: Some(r.end_time),
-            run_id: Some(r.run_id.to_string()),
-            prompt_id: Some(r.prompt_id.to_string()),
-            prompt_name: Some(run.prompt_name.clone()),
-            status: Some(if r.field_extraction_succeeded { "completed" } else { "failed" }.into()),
-            metadata: Some(r.metadata.to_string()),
-            metadata_text: Some(r.metadata_text),
-            error: r.field_extraction_error,
-            executed_at: Some(r.executed_at),
             ..base.clone()
-        });
+        };
+        rows.push(with_result(row, run, r));
     }
     for (run, v) in video_results {
         rows.push(Row {
@@ -249,6 +230,21 @@ fn media_rows(stores: &Stores, video_id: &str, runs: &[PromptRun], rows: &mut Ve
         });
     }
     Ok(())
+}
+
+/// A segment's row with one run's result on it.
+fn with_result(row: Row, run: &PromptRun, r: SegmentResult) -> Row {
+    Row {
+        run_id: Some(r.run_id.to_string()),
+        prompt_id: Some(r.prompt_id.to_string()),
+        prompt_name: Some(run.prompt_name.clone()),
+        status: Some(if r.field_extraction_succeeded { "completed" } else { "failed" }.into()),
+        metadata: Some(r.metadata.to_string()),
+        metadata_text: Some(r.metadata_text),
+        error: r.field_extraction_error,
+        executed_at: Some(r.executed_at),
+        ..row
+    }
 }
 
 /// The phrases a segment overlaps, joined by spaces; `None` when it overlaps none.
