@@ -20,7 +20,10 @@ use crate::error::{Error, Result};
 use crate::jobs::JobContext;
 use crate::store::sqlite::now_rfc3339;
 use crate::store::{all_run_segments, every_page, MediaFilter, Stores};
-use crate::types::{EventType, JobStage, JobStatus, NewEvent, PromptRun, Scope, SegmentKind, MAX_PAGE_LIMIT};
+use crate::types::{
+    EventType, JobStage, JobStatus, NewEvent, PromptRun, Scope, Segment, SegmentKind, SegmentResult, VideoResult,
+    MAX_PAGE_LIMIT,
+};
 
 /// Largest export, in bytes (64 MiB, as the hosted API).
 pub const MAX_EXPORT_BYTES: usize = 64 << 20;
@@ -329,9 +332,33 @@ impl Write for Bounded {
     }
 }
 
-pub(super) fn both_kinds(stores: &Stores, video_id: &str, run_id: Option<&str>) -> Result<Vec<crate::types::Segment>> {
+pub(super) fn both_kinds(stores: &Stores, video_id: &str, run_id: Option<&str>) -> Result<Vec<Segment>> {
     let mut out = all_run_segments(&*stores.catalog, video_id, SegmentKind::Video, run_id)?;
     out.extend(all_run_segments(&*stores.catalog, video_id, SegmentKind::Audio, run_id)?);
+    Ok(out)
+}
+
+/// What one run holds for one media item.
+pub(super) struct RunResults<'a> {
+    pub run: &'a PromptRun,
+    pub segment_results: Vec<SegmentResult>,
+    pub video_result: Option<VideoResult>,
+    /// Segments the run made for itself (another segmentation than the ingest's), if any.
+    pub run_segments: Vec<Segment>,
+}
+
+/// These runs' results for one media item; runs with none are left out.
+pub(super) fn run_results<'a>(stores: &Stores, video_id: &str, runs: &'a [PromptRun]) -> Result<Vec<RunResults<'a>>> {
+    let mut out = Vec::new();
+    for run in runs {
+        let segment_results = every_page(MAX_PAGE_LIMIT, |p| stores.prompts.segment_results(&run.run_id, video_id, p))?;
+        let video_result = stores.prompts.video_result(&run.run_id, video_id)?;
+        if segment_results.is_empty() && video_result.is_none() {
+            continue;
+        }
+        let run_segments = both_kinds(stores, video_id, Some(&run.run_id))?;
+        out.push(RunResults { run, segment_results, video_result, run_segments });
+    }
     Ok(out)
 }
 
@@ -341,17 +368,10 @@ fn media_record(stores: &Stores, video_id: &str, runs: &[PromptRun]) -> Result<V
     let segments = both_kinds(stores, video_id, None)?;
     let transcript = stores.catalog.phrases(video_id)?;
     let mut results = serde_json::Map::new();
-    for run in runs {
-        let segment_results = every_page(MAX_PAGE_LIMIT, |p| stores.prompts.segment_results(&run.run_id, video_id, p))?;
-        let video_result = stores.prompts.video_result(&run.run_id, video_id)?;
-        if segment_results.is_empty() && video_result.is_none() {
-            continue;
-        }
-        // Segments the run made for itself (another segmentation than the ingest's), if any.
-        let run_segments = both_kinds(stores, video_id, Some(&run.run_id))?;
+    for r in run_results(stores, video_id, runs)? {
         results.insert(
-            run.run_id.to_string(),
-            json!({ "segment_results": segment_results, "video_result": video_result, "run_segments": run_segments }),
+            r.run.run_id.to_string(),
+            json!({ "segment_results": r.segment_results, "video_result": r.video_result, "run_segments": r.run_segments }),
         );
     }
     Ok(json!({ "media": media, "segments": segments, "transcript": transcript, "results": results }))

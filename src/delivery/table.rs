@@ -23,8 +23,8 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::jobs::JobContext;
-use crate::store::{every_page, Stores};
-use crate::types::{Index, JobStage, Phrase, PromptRun, Segment, SegmentResult, MAX_PAGE_LIMIT};
+use crate::store::Stores;
+use crate::types::{Index, JobStage, Phrase, PromptRun, Segment, SegmentResult};
 
 /// Rows per row group: small enough to bound memory, large enough for good compression.
 const ROW_GROUP: usize = 16_384;
@@ -169,15 +169,12 @@ fn media_rows(stores: &Stores, video_id: &str, runs: &[PromptRun], rows: &mut Ve
     let mut segments = super::exports::both_kinds(stores, video_id, None)?;
     let mut results: HashMap<String, Vec<(&PromptRun, SegmentResult)>> = HashMap::new();
     let mut video_results = Vec::new();
-    for run in runs {
-        let found = every_page(MAX_PAGE_LIMIT, |p| stores.prompts.segment_results(&run.run_id, video_id, p))?;
-        if !found.is_empty() {
-            segments.extend(super::exports::both_kinds(stores, video_id, Some(&run.run_id))?);
+    for found in super::exports::run_results(stores, video_id, runs)? {
+        segments.extend(found.run_segments);
+        for r in found.segment_results {
+            results.entry(r.segment_id.to_string()).or_default().push((found.run, r));
         }
-        for r in found {
-            results.entry(r.segment_id.to_string()).or_default().push((run, r));
-        }
-        video_results.extend(stores.prompts.video_result(&run.run_id, video_id)?.map(|v| (run, v)));
+        video_results.extend(found.video_result.map(|v| (found.run, v)));
     }
     for s in &segments {
         let row = || Row {
