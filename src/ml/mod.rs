@@ -9,6 +9,7 @@ pub mod preprocess;
 pub mod source;
 pub mod testing;
 pub mod text;
+pub mod transnet;
 pub mod whisper;
 pub mod whisper_model;
 

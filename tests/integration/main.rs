@@ -17,4 +17,5 @@ mod prompts;
 mod search;
 mod sql;
 mod transcripts;
+mod transnet;
 mod whisper;
