@@ -44,8 +44,9 @@ fn bench(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("shots/{name}"));
         group.throughput(Throughput::Elements(frames));
         group.sample_size(10);
-        group
-            .bench_function("decode+detect", |b| b.iter(|| analyse(&path, &ShotConfig::default()).unwrap().cuts.len()));
+        group.bench_function("decode+detect", |b| {
+            b.iter(|| analyse(&path, &ShotConfig::default(), None).unwrap().cuts.len())
+        });
         group.bench_function("decode", |b| {
             b.iter(|| {
                 let mut sink = CountFrames(0);
@@ -61,7 +62,7 @@ fn bench(c: &mut Criterion) {
                 for (i, (t, w, h, rgb)) in collected.0.iter().enumerate() {
                     detector.push(&VideoFrame { index: i as u64, time_us: *t, width: *w, height: *h, rgb });
                 }
-                detector.finish().0.len()
+                detector.finish().unwrap().0.len()
             })
         });
         group.finish();

@@ -113,8 +113,12 @@ pub mod internals {
     }
 
     /// Analyse a file with nobody to cancel it.
-    pub fn analyse_file(path: &std::path::Path, shots: &crate::ShotConfig) -> Result<Analysis> {
-        analyse(path, shots, &crate::jobs::JobContext::detached())
+    pub fn analyse_file(
+        path: &std::path::Path,
+        shots: &crate::ShotConfig,
+        model: Option<&crate::ml::transnet::TransNet>,
+    ) -> Result<Analysis> {
+        analyse(path, shots, model, &crate::jobs::JobContext::detached())
     }
 
     /// The sentence encoder's model reference (loading it).

@@ -13,9 +13,25 @@ use crate::ml::Role;
 use crate::{Engine, Phrase};
 
 /// Probe and decode a file once, as ingest's first pass does: per-frame measurements, the cuts
-/// found with the default shot settings, loudness per 10 ms.
+/// found with the default shot settings (TransNetV2 when its weights are in the model folders,
+/// else the rules), loudness per 10 ms.
 pub fn detect_shots(path: &Path) -> Result<Analysis> {
-    crate::pipeline::analyse::analyse(path, &Default::default(), &crate::jobs::JobContext::detached())
+    detect_shots_with(path, &Default::default(), shot_model()?.as_ref())
+}
+
+/// TransNetV2 from the model folders (`VIDEOVECTOR_MODELS`, the repository's `models/`);
+/// `Ok(None)` when its weights are not there.
+pub fn shot_model() -> Result<Option<crate::ml::transnet::TransNet>> {
+    crate::ml::transnet::load_default(&crate::ml::source::search_dirs(None))
+}
+
+/// [`detect_shots`] with these settings and this TransNetV2 (`None`: the rules alone).
+pub fn detect_shots_with(
+    path: &Path,
+    shots: &crate::ShotConfig,
+    model: Option<&crate::ml::transnet::TransNet>,
+) -> Result<Analysis> {
+    crate::pipeline::analyse::analyse(path, shots, model, &crate::jobs::JobContext::detached())
 }
 
 /// What [`transcribe_file`] heard.

@@ -304,7 +304,8 @@ impl<'a> PromptRuns<'a> {
             let segs = match extraction::own_segmentation(stores, &media, req)? {
                 // A segmentation of the run's own: planned as the run will (its file analysed again), not stored.
                 Some(config) => {
-                    let (_, plan) = extraction::plan_own(&media, &config, &crate::jobs::JobContext::detached())?;
+                    let (_, plan) =
+                        extraction::plan_own(models, &media, &config, &crate::jobs::JobContext::detached())?;
                     extraction::planned_segments(&media, &plan, &config)
                 }
                 None => crate::store::all_segments(stores.catalog.as_ref(), v, media.primary_kind())?,

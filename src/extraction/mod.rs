@@ -138,9 +138,15 @@ pub(crate) fn own_segmentation(stores: &Stores, media: &Media, req: &RunRequest)
 
 /// Analyse the media's file again and plan a run's segmentation (ingest keeps no frame
 /// statistics, so a new segmentation decodes the file once more).
-pub(crate) fn plan_own(media: &Media, config: &SegmentationConfig, ctx: &JobContext) -> Result<(Analysis, Plan)> {
+pub(crate) fn plan_own(
+    models: &Models,
+    media: &Media,
+    config: &SegmentationConfig,
+    ctx: &JobContext,
+) -> Result<(Analysis, Plan)> {
     let path = std::path::Path::new(&media.source_path);
-    let analysis = crate::pipeline::analyse::analyse(path, &config.shots, ctx)?;
+    let shot_model = if config.shots.neural { models.shots()? } else { None };
+    let analysis = crate::pipeline::analyse::analyse(path, &config.shots, shot_model.as_deref(), ctx)?;
     let plan = crate::pipeline::plan::plan(&analysis, config)?;
     Ok((analysis, plan))
 }
@@ -196,7 +202,7 @@ fn own_segments(
         return Ok(have);
     }
     ctx.progress(JobStage::Analysing, 0.0);
-    let (analysis, plan) = plan_own(media, config, ctx)?;
+    let (analysis, plan) = plan_own(models, media, config, ctx)?;
     ctx.progress(JobStage::Extracting, 0.0);
     let path = std::path::Path::new(&media.source_path);
     let (segments, _) = crate::pipeline::extract::extract(

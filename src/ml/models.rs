@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::llm::{self, LanguageModel};
+use super::transnet::{self, TransNet};
 use super::{clip::CLIP_FILES, source, text::TEXT_MODEL_FILES, ClipEncoder, ModelFiles, TextEncoder, WhisperModel};
 use crate::error::{Error, Result};
 
@@ -89,6 +90,8 @@ pub(crate) struct Models {
     visual: Mutex<Slot<ClipEncoder>>,
     text: Mutex<Slot<TextEncoder>>,
     speech: Mutex<Slot<WhisperModel>>,
+    /// TransNetV2, the shot-boundary detector; absent weights leave shot detection to the rules.
+    shots: Mutex<Slot<TransNet>>,
     /// Idle Whisper decoders (clones of the loaded one).
     speech_pool: Mutex<Vec<WhisperModel>>,
     /// Language models by GGUF path, loaded when a prompt run first asks for one. Generation
@@ -134,6 +137,7 @@ impl Models {
             visual: Mutex::new(Slot::NotLoaded),
             text: Mutex::new(Slot::NotLoaded),
             speech: Mutex::new(Slot::NotLoaded),
+            shots: Mutex::new(Slot::NotLoaded),
             speech_pool: Mutex::default(),
             language: Mutex::default(),
             max_reply_tokens: 512,
@@ -207,6 +211,41 @@ impl Models {
         let idle = self.speech_pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let model = idle.unwrap_or_else(|| (*base).clone());
         Ok(Some(SpeechModel { model: Some(model), pool: &self.speech_pool }))
+    }
+
+    /// TransNetV2 from the model folders; `Ok(None)` when its weights are not there (shot
+    /// detection then uses the rules alone).
+    pub fn shots(&self) -> Result<Option<Arc<TransNet>>> {
+        let mut slot = self.shots.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            Slot::Ready(m) => return Ok(Some(m.clone())),
+            Slot::Off => return Ok(None),
+            Slot::Absent { at, .. } if at.elapsed() < RETRY_AFTER => return Ok(None),
+            Slot::Failed { message, at } if at.elapsed() < RETRY_AFTER => {
+                return Err(Error::ModelUnavailable(message.clone()))
+            }
+            _ => {}
+        }
+        let dirs = source::search_dirs(Some(&self.data_dir));
+        *slot = match transnet::find_weights(&dirs) {
+            None => Slot::Absent {
+                looked: dirs
+                    .iter()
+                    .map(|d| d.join(transnet::TRANSNET_MODEL).display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                at: Instant::now(),
+            },
+            Some(weights) => match TransNet::load(&weights, &self.device) {
+                Ok(m) => Slot::Ready(Arc::new(m)),
+                Err(e) => Slot::Failed { message: e.to_string(), at: Instant::now() },
+            },
+        };
+        match &*slot {
+            Slot::Ready(m) => Ok(Some(m.clone())),
+            Slot::Failed { message, .. } => Err(Error::ModelUnavailable(message.clone())),
+            _ => Ok(None),
+        }
     }
 
     /// The language model `spec` names (a GGUF path, a model id, a hosted name; `None`: the

@@ -133,6 +133,11 @@ pub fn find_weights(dirs: &[std::path::PathBuf]) -> Option<std::path::PathBuf> {
     dirs.iter().map(|d| d.join(TRANSNET_MODEL).join(TRANSNET_WEIGHTS)).find(|p| p.is_file())
 }
 
+/// TransNetV2 from the first model folder that has it; `Ok(None)` when none does.
+pub fn load_default(dirs: &[std::path::PathBuf]) -> Result<Option<TransNet>> {
+    find_weights(dirs).map(|w| TransNet::load(&w, &Device::Cpu)).transpose()
+}
+
 /// The loaded network.
 pub struct TransNet {
     stacks: Vec<Stack>,
@@ -254,20 +259,30 @@ fn histogram_similarities(frames: &[&[u8]], device: &Device) -> candle_core::Res
 /// Scores a stream of frames the way the reference's `predict_frames` does: the first frame
 /// repeated 25 times before the video and the last one after it up to a whole window, windows of
 /// 100 frames every 50, the middle 50 scores of each kept. Holds at most one window of frames.
+///
+/// A gate may skip a window: its 50 frames then have no score (`None`); the windows that run are
+/// the reference's windows, so their scores are the reference's.
 pub struct ShotScorer<'m> {
     model: &'m TransNet,
     window: VecDeque<Vec<u8>>,
     frames: usize,
-    scores: Vec<f32>,
+    scores: Vec<Option<f32>>,
 }
 
 impl<'m> ShotScorer<'m> {
     pub fn new(model: &'m TransNet) -> Self {
-        ShotScorer { model, window: VecDeque::with_capacity(WINDOW), frames: 0, scores: Vec::new() }
+        ShotScorer { model, window: VecDeque::with_capacity(WINDOW + 1), frames: 0, scores: Vec::new() }
     }
 
-    /// Add the next frame (48x27 RGB, see [`resize_for_transnet`]).
+    /// Add the next frame (48x27 RGB, see [`resize_for_transnet`]) and score every window it
+    /// completes.
     pub fn push(&mut self, frame: Vec<u8>) -> Result<()> {
+        self.push_gated(frame, |_| true)
+    }
+
+    /// [`push`](Self::push), running a window only when `gate` says its scored frames (a range
+    /// of frame indexes) are worth it.
+    pub fn push_gated(&mut self, frame: Vec<u8>, gate: impl Fn(std::ops::Range<usize>) -> bool) -> Result<()> {
         if self.frames == 0 {
             for _ in 0..CONTEXT {
                 self.window.push_back(frame.clone());
@@ -275,21 +290,31 @@ impl<'m> ShotScorer<'m> {
         }
         self.frames += 1;
         self.window.push_back(frame);
-        self.run_full_windows()
+        self.run_full_windows(&gate)
     }
 
-    fn run_full_windows(&mut self) -> Result<()> {
+    fn run_full_windows(&mut self, gate: &dyn Fn(std::ops::Range<usize>) -> bool) -> Result<()> {
         while self.window.len() >= WINDOW {
-            let frames: Vec<&[u8]> = self.window.iter().take(WINDOW).map(Vec::as_slice).collect();
-            let scores = self.model.score_window(&frames)?;
-            self.scores.extend_from_slice(&scores[CONTEXT..CONTEXT + STEP]);
+            let first = self.scores.len();
+            if gate(first..(first + STEP).min(self.frames)) {
+                let frames: Vec<&[u8]> = self.window.iter().take(WINDOW).map(Vec::as_slice).collect();
+                let scores = self.model.score_window(&frames)?;
+                self.scores.extend(scores[CONTEXT..CONTEXT + STEP].iter().map(|&s| Some(s)));
+            } else {
+                self.scores.extend(std::iter::repeat_n(None, STEP));
+            }
             self.window.drain(..STEP);
         }
         Ok(())
     }
 
     /// Score what is left and return one transition probability per frame pushed.
-    pub fn finish(mut self) -> Result<Vec<f32>> {
+    pub fn finish(self) -> Result<Vec<f32>> {
+        Ok(self.finish_gated(|_| true)?.into_iter().map(|s| s.unwrap_or(0.0)).collect())
+    }
+
+    /// [`finish`](Self::finish) with a gate; `None` for the frames of skipped windows.
+    pub fn finish_gated(mut self, gate: impl Fn(std::ops::Range<usize>) -> bool) -> Result<Vec<Option<f32>>> {
         if self.frames == 0 {
             return Ok(Vec::new());
         }
@@ -299,7 +324,7 @@ impl<'m> ShotScorer<'m> {
         for _ in 0..pad {
             self.window.push_back(last.clone());
         }
-        self.run_full_windows()?;
+        self.run_full_windows(&gate)?;
         self.scores.truncate(self.frames);
         Ok(self.scores)
     }

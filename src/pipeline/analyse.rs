@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::jobs::JobContext;
 use crate::media::{self, DecodeOptions, Flow, FrameSink, MediaInfo, MediaType, VideoFrame, ANALYSIS_SAMPLE_RATE};
+use crate::ml::transnet::TransNet;
 use crate::segment::{AudioEnergy, Cut, FrameStats, ShotConfig, ShotDetector};
 use crate::types::JobStage;
 
@@ -74,9 +75,10 @@ impl FrameSink for AnalysisSink<'_> {
     }
 }
 
-/// Probe and decode `path` once: shot measurements for video, loudness for audio. Stops with
-/// `Cancelled` between frames once `ctx` is stopped.
-pub(crate) fn analyse(path: &Path, shots: &ShotConfig, ctx: &JobContext) -> Result<Analysis> {
+/// Probe and decode `path` once: shot measurements for video (TransNetV2's scores too when
+/// `model` is given), loudness for audio. Stops with `Cancelled` between frames once `ctx` is
+/// stopped.
+pub(crate) fn analyse(path: &Path, shots: &ShotConfig, model: Option<&TransNet>, ctx: &JobContext) -> Result<Analysis> {
     let info = media::probe(path)?;
     if info.media_type == MediaType::Image {
         return Ok(Analysis {
@@ -98,7 +100,7 @@ pub(crate) fn analyse(path: &Path, shots: &ShotConfig, ctx: &JobContext) -> Resu
     let (tx, rx) = std::sync::mpsc::sync_channel::<OwnedFrame>(16);
     let (summary, detected, energy) = std::thread::scope(|scope| {
         let detector = scope.spawn(|| {
-            let mut shots = ShotDetector::new(shots.clone());
+            let mut shots = ShotDetector::with_model(shots.clone(), model);
             for f in rx {
                 shots.push(&VideoFrame {
                     index: f.index,
@@ -118,9 +120,9 @@ pub(crate) fn analyse(path: &Path, shots: &ShotConfig, ctx: &JobContext) -> Resu
         (summary, detected, sink.energy)
     });
     // A panic of the detector fails this file (as a bug), not the caller's thread.
-    let (cuts, frames) =
-        detected.map_err(|_| Error::Internal(format!("shot detection panicked on {}", path.display())))?;
+    let detected = detected.map_err(|_| Error::Internal(format!("shot detection panicked on {}", path.display())))?;
     let summary = summary?;
+    let (cuts, frames) = detected?;
     let audio_db = energy.finish();
     let duration_us = if info.video.is_some() {
         summary.video_end_us

@@ -126,7 +126,7 @@ pub(crate) fn run(stores: &Stores, models: &Models, req: &IngestRequest, ctx: &J
     let media = stores.catalog.media(&req.video_id)?;
     if media.status != Status::Completed {
         stores.catalog.start_media(&req.video_id, &req.path)?;
-        if let Err(e) = segment_media(stores, &req.video_id, path, &req.options, ctx) {
+        if let Err(e) = segment_media(stores, models, &req.video_id, path, &req.options, ctx) {
             stores.blobs.remove_media(&req.video_id)?;
             match (&e, ctx.stop_reason()) {
                 (Error::Cancelled, Some(StopReason::Shutdown)) => stores.catalog.reset_media(&req.video_id)?,
@@ -153,12 +153,14 @@ pub(crate) fn run(stores: &Stores, models: &Models, req: &IngestRequest, ctx: &J
 /// Analyse, plan, extract and store: the part of an ingest that makes a media item `completed`.
 fn segment_media(
     stores: &Stores,
+    models: &Models,
     video_id: &VideoId,
     path: &Path,
     opts: &IngestOptions,
     ctx: &JobContext,
 ) -> Result<()> {
-    let analysis = analyse::analyse(path, &opts.segmentation.shots, ctx)?;
+    let shot_model = if opts.segmentation.shots.neural { models.shots()? } else { None };
+    let analysis = analyse::analyse(path, &opts.segmentation.shots, shot_model.as_deref(), ctx)?;
     let plan = plan::plan(&analysis, &opts.segmentation)?;
     ctx.progress(JobStage::Extracting, 0.0);
     let (segments, gif) = extract::extract(

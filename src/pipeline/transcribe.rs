@@ -180,7 +180,7 @@ pub(crate) fn spoken_per_segment(segments: &[Segment], phrases: &[Phrase]) -> Ve
 /// the start) and the audio duration in seconds.
 pub(crate) fn transcribe_file(path: &Path, whisper: &mut WhisperModel) -> Result<(Vec<Phrase>, f64)> {
     let ctx = JobContext::detached();
-    let analysis = super::analyse::analyse(path, &Default::default(), &ctx)?;
+    let analysis = super::analyse::analyse(path, &Default::default(), None, &ctx)?;
     let config = crate::segment::SegmentationConfig::default();
     let spans = crate::segment::audio_spans(&config, &analysis.audio_db, analysis.duration_us);
     let bounds = windows(&spans.iter().map(|s| (None, s.start_us, s.end_us)).collect::<Vec<_>>());

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::media::VideoFrame;
+use crate::ml::transnet::{resize_for_transnet, ShotScorer, TransNet};
 
 /// Tuning of content-aware detection. Defaults were checked on the fixtures (see `fixtures/`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +54,14 @@ pub struct ShotConfig {
     pub gradual_min_histogram_change: f32,
     /// Mean luma (0-255) under which a frame counts as black, for fades through black. Default 24.
     pub dark_luma: f32,
+    /// Use TransNetV2 when its weights can be found (see the module documentation). Default true.
+    pub neural: bool,
+    /// Transition probability above which TransNetV2 marks a frame. Default 0.5 (the reference's).
+    pub neural_threshold: f32,
+    /// A TransNetV2 window is skipped when none of its frames changes by this share of
+    /// `min_content` (HSV) or of `gradual_min_change` (over the gradual window): there is
+    /// nothing in it a cut could be. 0 scores every window. Default 0.25.
+    pub neural_gate: f32,
 }
 
 impl Default for ShotConfig {
@@ -70,6 +79,9 @@ impl Default for ShotConfig {
             gradual_max_nonlinearity: 0.25,
             gradual_min_histogram_change: 0.2,
             dark_luma: 24.0,
+            neural: true,
+            neural_threshold: 0.5,
+            neural_gate: 0.25,
         }
     }
 }
@@ -92,6 +104,10 @@ impl ShotConfig {
         positive("shots.gradual_max_nonlinearity", self.gradual_max_nonlinearity.into())?;
         positive("shots.gradual_min_histogram_change", self.gradual_min_histogram_change.into())?;
         positive("shots.dark_luma", self.dark_luma.into())?;
+        positive("shots.neural_gate", self.neural_gate.into())?;
+        if !(self.neural_threshold > 0.0 && self.neural_threshold < 1.0) {
+            return Err(Error::invalid("shots.neural_threshold", "must be between 0 and 1 (exclusive)"));
+        }
         if self.gradual_window < 2 || self.gradual_window > 250 {
             return Err(Error::invalid("shots.gradual_window", "must be between 2 and 250 frames"));
         }
@@ -122,6 +138,9 @@ pub struct FrameStats {
     pub luma: f32,
     /// Keyframe quality (see [`super::frame_quality`]).
     pub quality: f32,
+    /// TransNetV2's probability that this frame is part of a transition; `None` where it did not
+    /// run (no model, or a window the gate skipped).
+    pub transition: Option<f32>,
 }
 
 /// Whether a cut is abrupt or the middle of a transition.
@@ -157,21 +176,87 @@ struct Descriptor {
 }
 
 /// Streaming shot detector: [`push`](Self::push) every frame in order, then [`finish`](Self::finish).
-pub struct ShotDetector {
+pub struct ShotDetector<'m> {
     config: ShotConfig,
     stats: Vec<FrameStats>,
     ring: VecDeque<Descriptor>,
     ring_len: usize,
+    /// TransNetV2's windows, when it runs.
+    neural: Option<ShotScorer<'m>>,
+    /// Frames at the network's size waiting until the rules know whether they are a flash.
+    pending: VecDeque<Vec<u8>>,
+    /// The last frame given to the network that was not a flash, and the first frame index past
+    /// the flash being replaced.
+    last_steady: Option<Vec<u8>>,
+    flash_until: usize,
+    /// The model's first failure; the rest of the video is not scored.
+    error: Option<Error>,
 }
 
-impl ShotDetector {
+impl<'m> ShotDetector<'m> {
+    /// The rule-based detector alone.
     pub fn new(config: ShotConfig) -> Self {
+        Self::with_model(config, None)
+    }
+
+    /// TransNetV2 decides the cuts when `model` is given and `config.neural` is on; the rules
+    /// still measure every frame (flashes, black, keyframe quality, the gate).
+    pub fn with_model(config: ShotConfig, model: Option<&'m TransNet>) -> Self {
         let ring_len = (config.flash_window + 2).max(config.gradual_window + 1);
-        ShotDetector { config, stats: Vec::new(), ring: VecDeque::with_capacity(ring_len + 1), ring_len }
+        let neural = model.filter(|_| config.neural).map(ShotScorer::new);
+        ShotDetector {
+            config,
+            stats: Vec::new(),
+            ring: VecDeque::with_capacity(ring_len + 1),
+            ring_len,
+            neural,
+            pending: VecDeque::new(),
+            last_steady: None,
+            flash_until: 0,
+            error: None,
+        }
     }
 
     /// Measure one frame. Frames must come in presentation order and share one size.
     pub fn push(&mut self, frame: &VideoFrame<'_>) {
+        self.measure(frame);
+        if self.neural.is_some() && self.error.is_none() {
+            self.pending.push_back(resize_for_transnet(frame.rgb, frame.width as usize, frame.height as usize));
+            // A frame's flash verdict needs the frames up to `flash_window` after it.
+            while self.pending.len() > self.config.flash_window + 1 {
+                self.feed_network();
+            }
+        }
+    }
+
+    /// Give the network the oldest pending frame, or, when the rules see it as part of a flash
+    /// (the picture before it comes back within `flash_window` frames), the last frame before
+    /// the flash: TransNetV2 reads a flash next to a cut as the transition and misses the cut.
+    fn feed_network(&mut self) {
+        let Some(small) = self.pending.pop_front() else { return };
+        let j = self.stats.len() - self.pending.len() - 1;
+        let ShotDetector { config, stats, neural, error, last_steady, flash_until, .. } = self;
+        // The frame that ends a flash does not start another one.
+        if j > *flash_until {
+            if let Some(end) = flash_end(config, stats, j) {
+                *flash_until = end;
+            }
+        }
+        let small = match last_steady.as_ref() {
+            Some(steady) if j < *flash_until => steady.clone(),
+            _ => {
+                *last_steady = Some(small.clone());
+                small
+            }
+        };
+        if let (Some(scorer), None) = (neural.as_mut(), &error) {
+            if let Err(e) = scorer.push_gated(small, |range| worth_scoring(config, stats, range)) {
+                *error = Some(e);
+            }
+        }
+    }
+
+    fn measure(&mut self, frame: &VideoFrame<'_>) {
         let desc = describe(frame);
         let (luma, quality) = super::frame_quality(frame.rgb, frame.width as usize, frame.height as usize);
         let i = self.stats.len();
@@ -213,11 +298,123 @@ impl ShotDetector {
         &self.stats
     }
 
-    /// Decide the cuts and hand back the per-frame measurements (for keyframe choice).
-    pub fn finish(self) -> (Vec<Cut>, Vec<FrameStats>) {
-        let cuts = detect_cuts(&self.config, &self.stats);
-        (cuts, self.stats)
+    /// Decide the cuts and hand back the per-frame measurements (for keyframe choice). Fails
+    /// when TransNetV2 failed on a window.
+    pub fn finish(self) -> Result<(Vec<Cut>, Vec<FrameStats>)> {
+        let mut this = self;
+        while !this.pending.is_empty() {
+            this.feed_network();
+        }
+        let ShotDetector { config, mut stats, neural, error, .. } = this;
+        if let Some(e) = error {
+            return Err(e);
+        }
+        let Some(scorer) = neural else {
+            let cuts = detect_cuts(&config, &stats);
+            return Ok((cuts, stats));
+        };
+        let scores = scorer.finish_gated(|range| worth_scoring(&config, &stats, range))?;
+        for (st, score) in stats.iter_mut().zip(scores) {
+            st.transition = score;
+        }
+        let cuts = neural_cuts(&config, &stats);
+        Ok((cuts, stats))
     }
+}
+
+/// When frame `j` starts a flash (a change `adaptive_ratio` times the changes before it, whose
+/// old picture comes back), the index of the frame that brings the picture back: frames `j..end`
+/// are the flash.
+fn flash_end(config: &ShotConfig, stats: &[FrameStats], j: usize) -> Option<usize> {
+    let change = |i: usize| stats[i].content >= config.min_content;
+    if j == 0 || !change(j) || stats[j].flash_forward >= config.flash_similarity * stats[j].content {
+        return None;
+    }
+    let before = &stats[j.saturating_sub(config.window).max(1)..j];
+    let calm = (before.iter().map(|s| s.content).sum::<f32>() / before.len().max(1) as f32).max(1.0);
+    if stats[j].content < config.adaptive_ratio * calm {
+        return None;
+    }
+    (j + 1..(j + 1 + config.flash_window).min(stats.len()))
+        .find(|&k| change(k) && stats[k].flash_backward < config.flash_similarity * stats[k].content)
+}
+
+/// Whether a TransNetV2 window that scores `range` can hold a cut: some frame in it (or in the
+/// gradual window after it, where a dissolve's change shows) changes by `neural_gate` of what
+/// the rules call a change.
+fn worth_scoring(config: &ShotConfig, stats: &[FrameStats], range: std::ops::Range<usize>) -> bool {
+    if config.neural_gate <= 0.0 {
+        return true;
+    }
+    let hi = (range.end + 1 + config.gradual_window).min(stats.len());
+    let lo = range.start.min(hi);
+    stats[lo..hi].iter().any(|s| {
+        s.content >= config.neural_gate * config.min_content
+            || s.gradual >= config.neural_gate * config.gradual_min_change
+    })
+}
+
+/// Seconds between the middle of a fade out and that of the fade in after it, at most, for the
+/// two to be one transition through black.
+const MAX_FADE_THROUGH_BLACK_SECS: f64 = 3.0;
+
+/// Cuts from TransNetV2's scores. A run of frames above `neural_threshold` is one transition;
+/// its cut is the frame after the first half of the run (for a hard cut, marked on the last
+/// frame of the old shot, the first frame of the new one), hard when a frame of it changes by
+/// `min_content`, else gradual. A short run that the rules see as a
+/// flash (the old picture comes back) is dropped; two gradual transitions with black between them
+/// (a fade out and a fade in) are one cut at the middle of the black.
+fn neural_cuts(config: &ShotConfig, stats: &[FrameStats]) -> Vec<Cut> {
+    let n = stats.len();
+    let above = |i: usize| stats[i].transition.is_some_and(|s| s > config.neural_threshold);
+    let is_dark = |j: usize| stats[j].luma <= config.dark_luma;
+    // Longest gap between a fade out and a fade in that still makes them one transition.
+    let max_fade = frames_for(MAX_FADE_THROUGH_BLACK_SECS, stats);
+    let mut cuts: Vec<Cut> = Vec::new();
+    let mut i = 0;
+    while i < n {
+        if !above(i) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < n && above(i) {
+            i += 1;
+        }
+        let len = i - start;
+        let frame = start + len.div_ceil(2).max(1);
+        if frame >= n {
+            continue;
+        }
+        let score = stats[start..i].iter().filter_map(|s| s.transition).fold(0.0, f32::max);
+        // Abrupt when some frame of the run changes as much as a hard cut must; else a blend.
+        let abrupt = stats[start..=frame].iter().any(|s| s.content >= config.min_content);
+        let kind = if abrupt { CutKind::Hard } else { CutKind::Gradual };
+        let d = stats[frame].content;
+        let recovery = stats[frame].flash_forward.min(stats[frame].flash_backward);
+        if kind == CutKind::Hard && recovery < config.flash_similarity * d {
+            continue;
+        }
+        let cut = Cut { frame, time_us: stats[frame].time_us, kind, score };
+        let fade = |c: &Cut| c.kind == CutKind::Gradual;
+        if let Some(prev) = cuts.last_mut().filter(|p| fade(p) && fade(&cut) && frame - p.frame <= max_fade) {
+            let darkest = (prev.frame..=frame).min_by(|&a, &b| stats[a].luma.total_cmp(&stats[b].luma));
+            if let Some(d) = darkest.filter(|&d| is_dark(d)) {
+                let lo = (0..=d).rev().take_while(|&j| is_dark(j)).last().unwrap_or(d);
+                let hi = (d..n).take_while(|&j| is_dark(j)).last().unwrap_or(d);
+                let mid = (lo + hi) / 2;
+                *prev = Cut {
+                    frame: mid,
+                    time_us: stats[mid].time_us,
+                    kind: CutKind::Gradual,
+                    score: prev.score.max(score),
+                };
+                continue;
+            }
+        }
+        cuts.push(cut);
+    }
+    enforce_min_shot(config, stats, cuts)
 }
 
 /// Decide cuts from per-frame measurements. See the module documentation for the rules.

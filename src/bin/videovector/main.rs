@@ -132,6 +132,12 @@ enum Command {
         /// Also print the per-frame measurements.
         #[arg(long)]
         stats: bool,
+        /// Use the rule-based detector even when TransNetV2's weights are there.
+        #[arg(long)]
+        rules: bool,
+        /// Share of a change under which a TransNetV2 window is skipped (0: score every window).
+        #[arg(long)]
+        neural_gate: Option<f32>,
     },
 }
 
@@ -402,8 +408,12 @@ fn print<T: Serialize>(value: &T) -> Result<()> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    if let Command::Shots { path, stats } = &cli.command {
-        return shots(path, *stats, cli.json);
+    if let Command::Shots { path, stats, rules, neural_gate } = &cli.command {
+        let mut config = videovector::ShotConfig { neural: !rules, ..Default::default() };
+        if let Some(g) = neural_gate {
+            config.neural_gate = *g;
+        }
+        return shots(path, &config, *stats, cli.json);
     }
     if let Command::ConvertWhisper { from, to } = &cli.command {
         tools::convert_whisper_folder(from, to)?;
@@ -840,10 +850,14 @@ fn events_cmd(engine: &Engine, since: u64, follow: bool) -> Result<ExitCode> {
     }
 }
 
-/// `videovector shots PATH`: cuts (and optionally per-frame measurements) with the analysis speed.
-fn shots(path: &Path, stats: bool, json: bool) -> Result<ExitCode> {
+/// `videovector shots PATH`: cuts (and optionally per-frame measurements) with the analysis speed
+/// (decode and detection; loading TransNetV2 is timed apart).
+fn shots(path: &Path, config: &videovector::ShotConfig, stats: bool, json: bool) -> Result<ExitCode> {
     let started = std::time::Instant::now();
-    let analysis = tools::detect_shots(path)?;
+    let model = if config.neural { tools::shot_model()? } else { None };
+    let model_seconds = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
+    let analysis = tools::detect_shots_with(path, config, model.as_ref())?;
     let seconds = started.elapsed().as_secs_f64();
     let frames = analysis.frames.len();
     let cuts: Vec<serde_json::Value> = analysis
@@ -858,6 +872,9 @@ fn shots(path: &Path, stats: bool, json: bool) -> Result<ExitCode> {
             "duration": analysis.duration_us as f64 / 1e6,
             "seconds": seconds,
             "frames_per_second": frames as f64 / seconds.max(1e-9),
+            "detector": if model.is_some() { "transnetv2" } else { "rules" },
+            "model_load_seconds": model_seconds,
+            "windows_scored": analysis.frames.iter().filter(|f| f.transition.is_some()).count().div_ceil(50),
             "cuts": cuts,
         });
         if stats {
