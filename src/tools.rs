@@ -16,13 +16,13 @@ use crate::{Engine, Phrase};
 /// found with the default shot settings (TransNetV2 when its weights are in the model folders,
 /// else the rules), loudness per 10 ms.
 pub fn detect_shots(path: &Path) -> Result<Analysis> {
-    detect_shots_with(path, &Default::default(), shot_model()?.as_ref())
+    detect_shots_with(path, &Default::default(), shot_model(&crate::ModelChoice::Default)?.as_ref())
 }
 
-/// TransNetV2 from the model folders (`VIDEOVECTOR_MODELS`, the repository's `models/`);
-/// `Ok(None)` when its weights are not there.
-pub fn shot_model() -> Result<Option<crate::ml::transnet::TransNet>> {
-    crate::ml::transnet::load_default(&crate::ml::source::search_dirs(None))
+/// TransNetV2 as `choice` says: from the model folders (`VIDEOVECTOR_MODELS`, the repository's
+/// `models/`; `Ok(None)` when its weights are not there), from a folder or weights file, or none.
+pub fn shot_model(choice: &crate::ModelChoice) -> Result<Option<crate::ml::transnet::TransNet>> {
+    crate::ml::transnet::load_choice(choice, &crate::ml::source::search_dirs(None))
 }
 
 /// [`detect_shots`] with these settings and this TransNetV2 (`None`: the rules alone).

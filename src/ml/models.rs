@@ -92,6 +92,7 @@ pub(crate) struct Models {
     speech: Mutex<Slot<WhisperModel>>,
     /// TransNetV2, the shot-boundary detector; absent weights leave shot detection to the rules.
     shots: Mutex<Slot<TransNet>>,
+    shot_choice: ModelChoice,
     /// Idle Whisper decoders (clones of the loaded one).
     speech_pool: Mutex<Vec<WhisperModel>>,
     /// Language models by GGUF path, loaded when a prompt run first asks for one. Generation
@@ -138,6 +139,7 @@ impl Models {
             text: Mutex::new(Slot::NotLoaded),
             speech: Mutex::new(Slot::NotLoaded),
             shots: Mutex::new(Slot::NotLoaded),
+            shot_choice: ModelChoice::Default,
             speech_pool: Mutex::default(),
             language: Mutex::default(),
             max_reply_tokens: 512,
@@ -215,7 +217,15 @@ impl Models {
 
     /// TransNetV2 from the model folders; `Ok(None)` when its weights are not there (shot
     /// detection then uses the rules alone).
+    /// Which TransNetV2 [`Models::shots`] loads.
+    pub fn set_shot_model(&mut self, choice: ModelChoice) {
+        self.shot_choice = choice;
+    }
+
     pub fn shots(&self) -> Result<Option<Arc<TransNet>>> {
+        if self.shot_choice == ModelChoice::Off {
+            return Ok(None);
+        }
         let mut slot = self.shots.lock().unwrap_or_else(|p| p.into_inner());
         match &*slot {
             Slot::Ready(m) => return Ok(Some(m.clone())),
@@ -227,8 +237,9 @@ impl Models {
             _ => {}
         }
         let dirs = source::search_dirs(Some(&self.data_dir));
-        *slot = match transnet::find_weights(&dirs) {
-            None => Slot::Absent {
+        *slot = match transnet::weights_for(&self.shot_choice, &dirs) {
+            Err(e) => Slot::Failed { message: e.to_string(), at: Instant::now() },
+            Ok(None) => Slot::Absent {
                 looked: dirs
                     .iter()
                     .map(|d| d.join(transnet::TRANSNET_MODEL).display().to_string())
@@ -236,7 +247,7 @@ impl Models {
                     .join(", "),
                 at: Instant::now(),
             },
-            Some(weights) => match TransNet::load(&weights, &self.device) {
+            Ok(Some(weights)) => match TransNet::load(&weights, &self.device) {
                 Ok(m) => Slot::Ready(Arc::new(m)),
                 Err(e) => Slot::Failed { message: e.to_string(), at: Instant::now() },
             },

@@ -133,9 +133,32 @@ pub fn find_weights(dirs: &[std::path::PathBuf]) -> Option<std::path::PathBuf> {
     dirs.iter().map(|d| d.join(TRANSNET_MODEL).join(TRANSNET_WEIGHTS)).find(|p| p.is_file())
 }
 
-/// TransNetV2 from the first model folder that has it; `Ok(None)` when none does.
-pub fn load_default(dirs: &[std::path::PathBuf]) -> Result<Option<TransNet>> {
-    find_weights(dirs).map(|w| TransNet::load(&w, &Device::Cpu)).transpose()
+/// The weights `choice` names: for the default, those in the first of `dirs` that has them
+/// (`Ok(None)` when none does); else a weights file or a folder holding one (an error when
+/// missing); `Off`: none.
+pub fn weights_for(choice: &super::ModelChoice, dirs: &[std::path::PathBuf]) -> Result<Option<std::path::PathBuf>> {
+    match choice {
+        super::ModelChoice::Off => Ok(None),
+        super::ModelChoice::Default => Ok(find_weights(dirs)),
+        super::ModelChoice::Use(spec) => {
+            let p = Path::new(spec);
+            let file = if p.is_dir() { p.join(TRANSNET_WEIGHTS) } else { p.to_path_buf() };
+            if file.is_file() {
+                Ok(Some(file))
+            } else {
+                Err(crate::Error::ModelMissing {
+                    model: spec.clone(),
+                    missing: vec![TRANSNET_WEIGHTS.into()],
+                    hint: format!("{} is not a TransNetV2 weights file or a folder holding one", p.display()),
+                })
+            }
+        }
+    }
+}
+
+/// [`weights_for`], loaded on the CPU.
+pub fn load_choice(choice: &super::ModelChoice, dirs: &[std::path::PathBuf]) -> Result<Option<TransNet>> {
+    weights_for(choice, dirs)?.map(|w| TransNet::load(&w, &Device::Cpu)).transpose()
 }
 
 /// The loaded network.

@@ -11,7 +11,7 @@ fn vv(data: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_videovector"))
         .arg("--data-dir")
         .arg(data)
-        .args(["--visual-model", "off", "--asr-model", "off"])
+        .args(["--visual-model", "off", "--asr-model", "off", "--shot-model", "off"])
         .args(args)
         .output()
         .unwrap()
@@ -129,6 +129,7 @@ fn filter_and_sql_commands_read_run_results() {
     let data = dir.path().join("data");
     {
         let options = videovector::EngineOptions::new()
+            .shot_model(videovector::ModelChoice::Off)
             .visual_model(videovector::ModelChoice::Off)
             .asr_model(videovector::ModelChoice::Off)
             .workers(0);

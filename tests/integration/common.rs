@@ -41,7 +41,8 @@ pub fn f64s(v: &Value) -> Vec<f64> {
 /// tests open engines of their own).
 pub fn temp_engine() -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let options = EngineOptions::new().visual_model(ModelChoice::Off).asr_model(ModelChoice::Off);
+    let options =
+        EngineOptions::new().shot_model(ModelChoice::Off).visual_model(ModelChoice::Off).asr_model(ModelChoice::Off);
     let engine = Engine::open_with(dir.path().join("data"), options).expect("engine opens");
     (dir, engine)
 }

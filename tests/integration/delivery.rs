@@ -15,7 +15,8 @@ use videovector::{Engine, EngineOptions, ModelChoice, SegmentKind};
 use crate::common::{fixture, segments_of};
 
 fn open(dir: &Path) -> Engine {
-    let options = EngineOptions::new().visual_model(ModelChoice::Off).asr_model(ModelChoice::Off);
+    let options =
+        EngineOptions::new().shot_model(ModelChoice::Off).visual_model(ModelChoice::Off).asr_model(ModelChoice::Off);
     Engine::open_with(dir, options).expect("engine opens")
 }
 
@@ -505,6 +506,7 @@ fn collections_hold_processed_media_across_indexes_and_scope_search() {
     std::fs::create_dir(&clip).unwrap();
     crate::clip_golden::write_tiny_clip(&clip);
     let options = EngineOptions::new()
+        .shot_model(ModelChoice::Off)
         .visual_model(ModelChoice::Use(clip.display().to_string()))
         .text_model(ModelChoice::Off)
         .asr_model(ModelChoice::Off);

@@ -8,7 +8,7 @@ use crate::common::fixture;
 use videovector::{Engine, EngineOptions, ModelChoice, PageRequest, SegmentKind, Status};
 
 fn no_models() -> EngineOptions {
-    EngineOptions::new().visual_model(ModelChoice::Off).asr_model(ModelChoice::Off)
+    EngineOptions::new().shot_model(ModelChoice::Off).visual_model(ModelChoice::Off).asr_model(ModelChoice::Off)
 }
 
 fn status_of(db: &std::path::Path, file: &str) -> Option<String> {

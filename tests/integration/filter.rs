@@ -46,7 +46,11 @@ pub fn docs() -> Vec<Value> {
 /// An engine without workers (seeded runs must not be run), with the sentence encoder only.
 pub fn engine() -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().unwrap();
-    let options = EngineOptions::new().visual_model(ModelChoice::Off).asr_model(ModelChoice::Off).workers(0);
+    let options = EngineOptions::new()
+        .shot_model(ModelChoice::Off)
+        .visual_model(ModelChoice::Off)
+        .asr_model(ModelChoice::Off)
+        .workers(0);
     let engine = Engine::open_with(dir.path().join("data"), options).unwrap();
     (dir, engine)
 }
@@ -340,7 +344,12 @@ fn filtered_vector_search_is_the_exact_top_k_of_the_filtered_set() {
     let dir = tempfile::tempdir().unwrap();
     // Up to 4,000 candidates are scanned, more are searched in the graph: both paths are taken.
     let ann = videovector::AnnConfig { exact_scan_max: 4000, ..Default::default() };
-    let options = EngineOptions::new().visual_model(ModelChoice::Off).asr_model(ModelChoice::Off).workers(0).ann(ann);
+    let options = EngineOptions::new()
+        .shot_model(ModelChoice::Off)
+        .visual_model(ModelChoice::Off)
+        .asr_model(ModelChoice::Off)
+        .workers(0)
+        .ann(ann);
     let engine = Engine::open_with(dir.path().join("data"), options).unwrap();
     let query = "a reporter outside the station";
     let q = engine.embeddings().text(query, Space::Transcript).unwrap().data.remove(0).embedding;

@@ -79,6 +79,24 @@ fn modes_cut_where_they_should() {
 }
 
 #[test]
+fn ingest_cuts_with_transnet_by_default_and_with_the_rules_when_it_is_off() {
+    // busy_cuts.mp4: five grainy fast pans, cut every 2 s. The engine's default finds TransNetV2 in
+    // the repository's models/ (scripts/fetch_models.sh); the rules find one cut of four.
+    let busy = fixture("busy_cuts.mp4");
+    let dir = tempfile::tempdir().unwrap();
+    let options = videovector::EngineOptions::new()
+        .visual_model(videovector::ModelChoice::Off)
+        .asr_model(videovector::ModelChoice::Off);
+    let engine = videovector::Engine::open_with(dir.path().join("data"), options).unwrap();
+    let r = engine.videos().ingest(&busy, &opts(VideoSegmentation::ContentAware, None)).unwrap();
+    assert_eq!(starts(&r.segments), vec![0.0, 2.0, 4.0, 6.0, 8.0]);
+
+    let (_dir, engine) = temp_engine();
+    let r = engine.videos().ingest(&busy, &opts(VideoSegmentation::ContentAware, None)).unwrap();
+    assert!(r.segments.len() < 5, "the rules alone: {:?}", starts(&r.segments));
+}
+
+#[test]
 fn keyframes_avoid_black_frames_of_a_fade() {
     let (_dir, engine) = temp_engine();
     let r = engine.videos().ingest(fixture("fade.mp4"), &opts(VideoSegmentation::ContentAware, None)).unwrap();

@@ -16,7 +16,7 @@ use videovector::{
 use crate::common::{fixture, segments_of};
 
 fn options() -> EngineOptions {
-    EngineOptions::new().visual_model(ModelChoice::Off).asr_model(ModelChoice::Off)
+    EngineOptions::new().shot_model(ModelChoice::Off).visual_model(ModelChoice::Off).asr_model(ModelChoice::Off)
 }
 
 fn cli(data: &Path) -> Command {

@@ -32,7 +32,11 @@ fn run_one(engine: &Engine, prompt: &videovector::Prompt, video_id: &str) -> vid
 }
 
 fn model_engine(dir: &std::path::Path, workers: usize) -> Engine {
-    Engine::open_with(dir, EngineOptions::new().visual_model(ModelChoice::Off).workers(workers)).unwrap()
+    Engine::open_with(
+        dir,
+        EngineOptions::new().shot_model(ModelChoice::Off).visual_model(ModelChoice::Off).workers(workers),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -131,7 +135,8 @@ fn bad_run_requests_are_refused_before_anything_is_stored() {
 #[test]
 fn a_pending_run_cancels_at_once_and_execute_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
-    let options = EngineOptions::new().visual_model(ModelChoice::Off).asr_model(ModelChoice::Off);
+    let options =
+        EngineOptions::new().shot_model(ModelChoice::Off).visual_model(ModelChoice::Off).asr_model(ModelChoice::Off);
     let worker = Engine::open_with(dir.path(), options.clone().workers(1)).unwrap();
     worker.videos().ingest(fixture("speech.wav"), &IngestOptions::default()).unwrap();
     drop(worker);
@@ -216,7 +221,11 @@ fn failed_segments_are_listed_and_a_retry_fixes_one() {
     let data = dir.path().join("data");
     let cramped = Engine::open_with(
         &data,
-        EngineOptions::new().visual_model(ModelChoice::Off).text_model(ModelChoice::Off).max_reply_tokens(3),
+        EngineOptions::new()
+            .shot_model(ModelChoice::Off)
+            .visual_model(ModelChoice::Off)
+            .text_model(ModelChoice::Off)
+            .max_reply_tokens(3),
     )
     .unwrap();
     let video_id =
@@ -300,7 +309,11 @@ fn a_killed_run_resumes_without_redoing_done_segments() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let watcher = Engine::open_with(&data, EngineOptions::new().visual_model(ModelChoice::Off).workers(0)).unwrap();
+    let watcher = Engine::open_with(
+        &data,
+        EngineOptions::new().shot_model(ModelChoice::Off).visual_model(ModelChoice::Off).workers(0),
+    )
+    .unwrap();
     let started = std::time::Instant::now();
     let run_id = loop {
         assert!(started.elapsed() < Duration::from_secs(300), "the run never got going");

@@ -14,6 +14,7 @@ use crate::common::{fixture, truth_of};
 
 fn engine_with(data: &Path, clip_dir: Option<&Path>, text: bool) -> Engine {
     let options = EngineOptions::new()
+        .shot_model(ModelChoice::Off)
         .visual_model(clip_dir.map_or(ModelChoice::Off, |d| ModelChoice::Use(d.to_string_lossy().into_owned())))
         .text_model(if text { ModelChoice::Default } else { ModelChoice::Off })
         // Transcripts here are added by hand; the speech model has tests of its own.

@@ -9,7 +9,7 @@ use crate::common::{fixture, truth_of};
 use crate::whisper::{normalise, word_errors};
 
 fn engine(dir: &std::path::Path) -> Engine {
-    Engine::open_with(dir, EngineOptions::new().visual_model(ModelChoice::Off)).unwrap()
+    Engine::open_with(dir, EngineOptions::new().shot_model(ModelChoice::Off).visual_model(ModelChoice::Off)).unwrap()
 }
 
 #[test]
@@ -89,7 +89,7 @@ fn audio_files_are_transcribed_and_transcription_can_be_turned_off() {
     // Asking for transcription without a speech model is an error before anything is stored.
     let no_asr = Engine::open_with(
         dir.path().join("other"),
-        EngineOptions::new().visual_model(ModelChoice::Off).asr_model(ModelChoice::Off),
+        EngineOptions::new().shot_model(ModelChoice::Off).visual_model(ModelChoice::Off).asr_model(ModelChoice::Off),
     )
     .unwrap();
     let on = IngestOptions::new().enable_transcription(true);

@@ -185,8 +185,11 @@ class Server:
 
 
 def serve_command(data_dir: Path, clip_dir: Path, *serve_args: str) -> list[str]:
-    """`videovector --data-dir DIR --visual-model CLIP serve SERVE_ARGS...`."""
-    return [str(BINARY), "--data-dir", str(data_dir), "--visual-model", str(clip_dir), "serve", *serve_args]
+    """`videovector --data-dir DIR --visual-model CLIP --shot-model off serve SERVE_ARGS...`.
+    Shot detection uses the rules: these tests are about the API, and TransNetV2 on a debug
+    build's CPU would add minutes to every upload (the integration tests cover it)."""
+    return [str(BINARY), "--data-dir", str(data_dir), "--visual-model", str(clip_dir), "--shot-model", "off",
+            "serve", *serve_args]
 
 
 def start_server(

