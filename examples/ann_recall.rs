@@ -1,7 +1,7 @@
 //! ANN recall and speed on clustered unit vectors, against exact search, for
 //! `scripts/compare_ann.py` (which runs faiss HNSW on the very same vectors).
 //!
-//! `cargo run --release --example ann_recall -- OUT_DIR [N] [DIMS] [QUERIES]` writes
+//! `cargo run --release --example ann_recall -- OUT_DIR [N] [DIMS] [QUERIES] [f32|f16|i8]` writes
 //! `base.f32`, `queries.f32` (little-endian, row-major) and prints one JSON line.
 
 use std::io::Write;
@@ -64,6 +64,7 @@ fn main() -> anyhow::Result<()> {
     let n: usize = args.next().map_or(Ok(100_000), |a| a.parse())?;
     let dims: usize = args.next().map_or(Ok(512), |a| a.parse())?;
     let nq: usize = args.next().map_or(Ok(1000), |a| a.parse())?;
+    let scalar: videovector::AnnScalar = args.next().map_or(Ok(videovector::AnnScalar::F32), |a| a.parse())?;
     let k = 10;
     std::fs::create_dir_all(&out)?;
     let mut rng = Rng(42);
@@ -73,7 +74,7 @@ fn main() -> anyhow::Result<()> {
     write(&out.join("base.f32"), &base)?;
     write(&out.join("queries.f32"), &queries)?;
 
-    let config = AnnConfig::default();
+    let config = AnnConfig { scalar, ..AnnConfig::default() };
     let start = Instant::now();
     let rows: Vec<(u64, Vec<f32>)> = base.into_iter().enumerate().map(|(i, v)| (i as u64, v)).collect();
     let ann = AnnIndex::build(dims, config, &rows)?;
@@ -85,11 +86,23 @@ fn main() -> anyhow::Result<()> {
         .map(|q| ann.search(q, k).map(|h| h.into_iter().map(|(key, _)| key).collect()))
         .collect::<Result<_, _>>()?;
     let search_secs = start.elapsed().as_secs_f64();
+    // The true neighbours, by brute force over the f32 vectors (not the index's own exact search,
+    // which reads its stored, possibly f16 or int8, copies).
     let start = Instant::now();
-    let exact: Vec<Vec<u64>> = queries
-        .iter()
-        .map(|q| ann.exact_search(q, k).map(|h| h.into_iter().map(|(key, _)| key).collect()))
-        .collect::<Result<_, _>>()?;
+    let exact: Vec<Vec<u64>> = {
+        use rayon::prelude::*;
+        queries
+            .par_iter()
+            .map(|q| {
+                let mut scored: Vec<(f32, u64)> =
+                    rows.iter().map(|(key, v)| (v.iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), *key)).collect();
+                scored.select_nth_unstable_by(k, |a, b| b.0.total_cmp(&a.0));
+                scored.truncate(k);
+                scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+                scored.into_iter().map(|(_, key)| key).collect()
+            })
+            .collect()
+    };
     let exact_secs = start.elapsed().as_secs_f64();
     let found: usize = approx.iter().zip(&exact).map(|(a, e)| a.iter().filter(|x| e.contains(x)).count()).sum();
     let exact_ids: Vec<u64> = exact.into_iter().flatten().collect();
@@ -100,7 +113,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "impl": "videovector (usearch HNSW)", "n": n, "dims": dims, "queries": nq, "k": k,
+            "impl": "videovector (usearch HNSW)", "scalar": format!("{scalar:?}").to_lowercase(), "n": n, "dims": dims, "queries": nq, "k": k,
             "connectivity": config.connectivity, "expansion_add": config.expansion_add, "expansion_search": config.expansion_search,
             "add_vectors_per_second": n as f64 / add_secs, "search_queries_per_second": nq as f64 / search_secs,
             "exact_queries_per_second": nq as f64 / exact_secs, "simd": ann.hardware_acceleration(), "recall_at_10": found as f64 / (nq * k) as f64

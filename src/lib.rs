@@ -52,7 +52,7 @@ pub use search::{
     DEFAULT_PAGE_SIZE, DEFAULT_TOP_K, MAX_MULTI_RUN_TOP_K, MAX_QUERY_CHARS, MAX_TOP_K, RRF_K,
 };
 pub use segment::{AudioSegmentation, PauseConfig, SegmentationConfig, ShotConfig, SmartConfig, VideoSegmentation};
-pub use store::AnnConfig;
+pub use store::{AnnConfig, AnnScalar};
 pub use types::filter::{Condition, FieldType, MatchedFieldInstance, MAX_CONDITIONS};
 pub use types::sql::{
     SqlCatalog, SqlColumn, SqlDraft, SqlLimits, SqlResult, SqlTable, DEFAULT_SQL_ROWS, MAX_SQL_ROWS, SQL_TIME_LIMIT_MS,
@@ -79,7 +79,7 @@ pub mod internals {
         pub use crate::segment::*;
     }
     pub mod ann {
-        pub use crate::store::sqlite::ann::{AnnConfig, AnnIndex};
+        pub use crate::store::sqlite::ann::{AnnConfig, AnnIndex, AnnScalar};
     }
     /// Checked filters and their reference evaluation over a result's JSON.
     pub mod filter {

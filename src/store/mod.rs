@@ -422,7 +422,7 @@ impl Stores {
 }
 
 pub(crate) use sqlite::now_rfc3339 as now;
-pub use sqlite::AnnConfig;
+pub use sqlite::{AnnConfig, AnnScalar};
 
 /// Every segment of a media item of one kind, in order (all pages).
 pub(crate) fn all_segments(catalog: &dyn CatalogRead, video_id: &str, kind: SegmentKind) -> Result<Vec<Segment>> {

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
-pub use ann::AnnConfig;
+pub use ann::{AnnConfig, AnnScalar};
 
 use crate::error::{Error, Result};
 

@@ -73,19 +73,21 @@ impl AnnCache {
         self.dir.join(if scope.is_empty() { "_playground" } else { scope })
     }
 
-    /// `ann/<index id or _playground>/<space>.g<generation>.usearch`.
+    /// `ann/<index id or _playground>/<space>.g<generation>[.f16|.i8].usearch`.
     fn file(&self, key: &SpaceKey, generation: i64) -> PathBuf {
-        self.space_dir(&key.0).join(format!("{}.g{generation}.usearch", key.1.as_str()))
+        let tag = self.config.scalar.file_tag();
+        self.space_dir(&key.0).join(format!("{}.g{generation}{tag}.usearch", key.1.as_str()))
     }
 
-    /// Remove the files of a space other than `keep`'s generation.
+    /// Remove the files of a space other than `keep`'s generation (in this storage).
     fn remove_old_files(&self, key: &SpaceKey, keep: Option<i64>) {
         let prefix = format!("{}.g", key.1.as_str());
+        let kept = keep.map(|g| self.file(key, g));
         let Ok(entries) = std::fs::read_dir(self.space_dir(&key.0)) else { return };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let generation = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".usearch"));
-            if generation.is_some_and(|g| keep.is_none_or(|k| g != k.to_string())) {
+            let ours = name.starts_with(&prefix) && name.ends_with(".usearch");
+            if ours && kept.as_ref().is_none_or(|k| k.file_name() != Some(e.file_name().as_os_str())) {
                 // Best effort: a leftover file is never loaded (its generation is not current).
                 let _ = std::fs::remove_file(e.path());
             }
