@@ -82,6 +82,26 @@ enum Slot<T> {
     },
 }
 
+impl<T> Slot<T> {
+    /// The answer a remembered state gives without loading; `None`: (re)load.
+    fn remembered(&self) -> Option<Result<Option<Arc<T>>>> {
+        match self {
+            Slot::Ready(_) | Slot::Off => Some(self.answer()),
+            Slot::Absent { at, .. } | Slot::Failed { at, .. } if at.elapsed() < RETRY_AFTER => Some(self.answer()),
+            _ => None,
+        }
+    }
+
+    /// The model, nothing (off or absent), or the error of a failed load.
+    fn answer(&self) -> Result<Option<Arc<T>>> {
+        match self {
+            Slot::Ready(m) => Ok(Some(m.clone())),
+            Slot::Failed { message, .. } => Err(Error::ModelUnavailable(message.clone())),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// The models of one engine.
 pub(crate) struct Models {
     choices: [ModelChoice; 3],
@@ -158,14 +178,8 @@ impl Models {
         load: impl FnOnce(&ModelFiles, &candle_core::Device) -> Result<T>,
     ) -> Result<Option<Arc<T>>> {
         let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
-        match &*slot {
-            Slot::Ready(m) => return Ok(Some(m.clone())),
-            Slot::Off => return Ok(None),
-            Slot::Absent { at, .. } if at.elapsed() < RETRY_AFTER => return Ok(None),
-            Slot::Failed { message, at } if at.elapsed() < RETRY_AFTER => {
-                return Err(Error::ModelUnavailable(message.clone()))
-            }
-            _ => {}
+        if let Some(answer) = slot.remembered() {
+            return answer;
         }
         let choice = self.choice(role);
         let spec = match choice {
@@ -188,11 +202,7 @@ impl Models {
             }
             Err(e) => Slot::Failed { message: e.to_string(), at: Instant::now() },
         };
-        match &*slot {
-            Slot::Ready(m) => Ok(Some(m.clone())),
-            Slot::Failed { message, .. } => Err(Error::ModelUnavailable(message.clone())),
-            _ => Ok(None),
-        }
+        slot.answer()
     }
 
     /// The visual model; `Ok(None)` when turned off or, for the default, not found.
@@ -227,14 +237,8 @@ impl Models {
             return Ok(None);
         }
         let mut slot = self.shots.lock().unwrap_or_else(|p| p.into_inner());
-        match &*slot {
-            Slot::Ready(m) => return Ok(Some(m.clone())),
-            Slot::Off => return Ok(None),
-            Slot::Absent { at, .. } if at.elapsed() < RETRY_AFTER => return Ok(None),
-            Slot::Failed { message, at } if at.elapsed() < RETRY_AFTER => {
-                return Err(Error::ModelUnavailable(message.clone()))
-            }
-            _ => {}
+        if let Some(answer) = slot.remembered() {
+            return answer;
         }
         let dirs = source::search_dirs(Some(&self.data_dir));
         *slot = match transnet::weights_for(&self.shot_choice, &dirs) {
@@ -252,11 +256,7 @@ impl Models {
                 Err(e) => Slot::Failed { message: e.to_string(), at: Instant::now() },
             },
         };
-        match &*slot {
-            Slot::Ready(m) => Ok(Some(m.clone())),
-            Slot::Failed { message, .. } => Err(Error::ModelUnavailable(message.clone())),
-            _ => Ok(None),
-        }
+        slot.answer()
     }
 
     /// The language model `spec` names (a GGUF path, a model id, a hosted name; `None`: the

