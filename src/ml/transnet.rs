@@ -95,9 +95,15 @@ impl Block {
         // [T, 8F, H, W] -> [8F, T * H * W]: channels first for the temporal products.
         let s = x.conv2d(&self.spatial, 1, 1, 1, 1)?;
         let s = s.reshape((t, 8 * f, h * w))?.transpose(0, 1)?.contiguous()?.reshape((8 * f, t * h * w))?;
+        let taps: Vec<Tensor> = (0..DILATIONS.len())
+            .map(|b| self.temporal[b].matmul(&s.narrow(0, b * 2 * f, 2 * f)?))
+            .collect::<candle_core::Result<_>>()?;
+        if s.device().is_cpu() {
+            return self.combine_taps_cpu(&taps, t, h, w);
+        }
         let mut outs = Vec::with_capacity(DILATIONS.len());
-        for (b, &d) in DILATIONS.iter().enumerate() {
-            let taps = self.temporal[b].matmul(&s.narrow(0, b * 2 * f, 2 * f)?)?.reshape((3 * f, t, h * w))?;
+        for (taps, &d) in taps.iter().zip(&DILATIONS) {
+            let taps = taps.reshape((3 * f, t, h * w))?;
             // out[t] = tap0 · in[t - d] + tap1 · in[t] + tap2 · in[t + d], zero outside the window.
             let mut out = taps.narrow(0, f, f)?;
             if d < t {
@@ -110,6 +116,45 @@ impl Block {
         let out = Tensor::cat(&outs, 0)?.reshape((4 * f, t * h * w))?.broadcast_add(&self.bias)?;
         let out = if self.relu { out.relu()? } else { out };
         out.reshape((4 * f, t, h * w))?.transpose(0, 1)?.contiguous()?.reshape((t, 4 * f, h, w))
+    }
+
+    /// What the tensor code above does, in one pass on the CPU: the three shifted taps of every
+    /// dilation summed with the bias (and the ReLU), written straight into `[T, 4F, H, W]`. The
+    /// chain of narrows, pads, sums, a concatenation and a transpose copied the block's output
+    /// eight times over.
+    fn combine_taps_cpu(&self, taps: &[Tensor], t: usize, h: usize, w: usize) -> candle_core::Result<Tensor> {
+        let f = self.filters;
+        let hw = h * w;
+        let bias: Vec<f32> = self.bias.flatten_all()?.to_vec1()?;
+        let mut out = vec![0f32; t * 4 * f * hw];
+        for (b, (taps, &d)) in taps.iter().zip(&DILATIONS).enumerate() {
+            let (storage, layout) = taps.storage_and_layout();
+            let candle_core::Storage::Cpu(cpu) = &*storage else { candle_core::bail!("not on the CPU") };
+            let all = cpu.as_slice::<f32>()?;
+            let all = &all[layout.start_offset()..layout.start_offset() + 3 * f * t * hw];
+            // Tap k of filter c at frame i: all[((k * f + c) * t + i) * hw ..][..hw].
+            let tap = |k: usize, c: usize, i: usize| &all[((k * f + c) * t + i) * hw..][..hw];
+            for c in 0..f {
+                let channel = b * f + c;
+                for i in 0..t {
+                    let dst = &mut out[(i * 4 * f + channel) * hw..][..hw];
+                    dst.copy_from_slice(tap(1, c, i));
+                    if i >= d {
+                        dst.iter_mut().zip(tap(0, c, i - d)).for_each(|(o, v)| *o += v);
+                    }
+                    if i + d < t {
+                        dst.iter_mut().zip(tap(2, c, i + d)).for_each(|(o, v)| *o += v);
+                    }
+                    let shift = bias[channel];
+                    if self.relu {
+                        dst.iter_mut().for_each(|o| *o = (*o + shift).max(0.0));
+                    } else {
+                        dst.iter_mut().for_each(|o| *o += shift);
+                    }
+                }
+            }
+        }
+        Tensor::from_vec(out, (t, 4 * f, h, w), &Device::Cpu)
     }
 }
 
