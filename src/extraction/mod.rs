@@ -145,7 +145,7 @@ pub(crate) fn plan_own(
     ctx: &JobContext,
 ) -> Result<(Analysis, Plan)> {
     let path = std::path::Path::new(&media.source_path);
-    let shot_model = if config.shots.neural { models.shots()? } else { None };
+    let shot_model = models.shots_for(&config.shots)?;
     let analysis = crate::pipeline::analyse::analyse(path, &config.shots, shot_model.as_deref(), ctx)?;
     let plan = crate::pipeline::plan::plan(&analysis, config)?;
     Ok((analysis, plan))

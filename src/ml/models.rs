@@ -225,6 +225,16 @@ impl Models {
         Ok(Some(SpeechModel { model: Some(model), pool: &self.speech_pool }))
     }
 
+    /// TransNetV2 for an analysis with `shots`: `Ok(None)` when they turn it off (nothing is
+    /// loaded) or its weights are not there (shot detection then uses the rules alone).
+    pub fn shots_for(&self, shots: &crate::ShotConfig) -> Result<Option<Arc<TransNet>>> {
+        if shots.neural {
+            self.shots()
+        } else {
+            Ok(None)
+        }
+    }
+
     /// TransNetV2 from the model folders; `Ok(None)` when its weights are not there (shot
     /// detection then uses the rules alone).
     /// Which TransNetV2 [`Models::shots`] loads.

@@ -159,7 +159,7 @@ fn segment_media(
     opts: &IngestOptions,
     ctx: &JobContext,
 ) -> Result<()> {
-    let shot_model = if opts.segmentation.shots.neural { models.shots()? } else { None };
+    let shot_model = models.shots_for(&opts.segmentation.shots)?;
     let analysis = analyse::analyse(path, &opts.segmentation.shots, shot_model.as_deref(), ctx)?;
     let plan = plan::plan(&analysis, &opts.segmentation)?;
     ctx.progress(JobStage::Extracting, 0.0);

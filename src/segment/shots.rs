@@ -300,12 +300,11 @@ impl<'m> ShotDetector<'m> {
 
     /// Decide the cuts and hand back the per-frame measurements (for keyframe choice). Fails
     /// when TransNetV2 failed on a window.
-    pub fn finish(self) -> Result<(Vec<Cut>, Vec<FrameStats>)> {
-        let mut this = self;
-        while !this.pending.is_empty() {
-            this.feed_network();
+    pub fn finish(mut self) -> Result<(Vec<Cut>, Vec<FrameStats>)> {
+        while !self.pending.is_empty() {
+            self.feed_network();
         }
-        let ShotDetector { config, mut stats, neural, error, .. } = this;
+        let ShotDetector { config, mut stats, neural, error, .. } = self;
         if let Some(e) = error {
             return Err(e);
         }
@@ -330,8 +329,7 @@ fn flash_end(config: &ShotConfig, stats: &[FrameStats], j: usize) -> Option<usiz
     if j == 0 || !change(j) || stats[j].flash_forward >= config.flash_similarity * stats[j].content {
         return None;
     }
-    let before = &stats[j.saturating_sub(config.window).max(1)..j];
-    let calm = (before.iter().map(|s| s.content).sum::<f32>() / before.len().max(1) as f32).max(1.0);
+    let calm = mean_change(&stats[j.saturating_sub(config.window).max(1)..j]);
     if stats[j].content < config.adaptive_ratio * calm {
         return None;
     }
@@ -367,7 +365,6 @@ const MAX_FADE_THROUGH_BLACK_SECS: f64 = 3.0;
 fn neural_cuts(config: &ShotConfig, stats: &[FrameStats]) -> Vec<Cut> {
     let n = stats.len();
     let above = |i: usize| stats[i].transition.is_some_and(|s| s > config.neural_threshold);
-    let is_dark = |j: usize| stats[j].luma <= config.dark_luma;
     // Longest gap between a fade out and a fade in that still makes them one transition.
     let max_fade = frames_for(MAX_FADE_THROUGH_BLACK_SECS, stats);
     let mut cuts: Vec<Cut> = Vec::new();
@@ -390,19 +387,15 @@ fn neural_cuts(config: &ShotConfig, stats: &[FrameStats]) -> Vec<Cut> {
         // Abrupt when some frame of the run changes as much as a hard cut must; else a blend.
         let abrupt = stats[start..=frame].iter().any(|s| s.content >= config.min_content);
         let kind = if abrupt { CutKind::Hard } else { CutKind::Gradual };
-        let d = stats[frame].content;
-        let recovery = stats[frame].flash_forward.min(stats[frame].flash_backward);
-        if kind == CutKind::Hard && recovery < config.flash_similarity * d {
+        if kind == CutKind::Hard && is_flash_edge(config, &stats[frame]) {
             continue;
         }
         let cut = Cut { frame, time_us: stats[frame].time_us, kind, score };
         let fade = |c: &Cut| c.kind == CutKind::Gradual;
-        if let Some(prev) = cuts.last_mut().filter(|p| fade(p) && fade(&cut) && frame - p.frame <= max_fade) {
-            let darkest = (prev.frame..=frame).min_by(|&a, &b| stats[a].luma.total_cmp(&stats[b].luma));
-            if let Some(d) = darkest.filter(|&d| is_dark(d)) {
-                let lo = (0..=d).rev().take_while(|&j| is_dark(j)).last().unwrap_or(d);
-                let hi = (d..n).take_while(|&j| is_dark(j)).last().unwrap_or(d);
-                let mid = (lo + hi) / 2;
+        if let Some(prev) =
+            cuts.last_mut().filter(|p| fade(p) && fade(&cut) && frame.saturating_sub(p.frame) <= max_fade)
+        {
+            if let Some(mid) = middle_of_black(config, stats, prev.frame, frame) {
                 *prev = Cut {
                     frame: mid,
                     time_us: stats[mid].time_us,
@@ -431,6 +424,27 @@ pub fn detect_cuts(config: &ShotConfig, stats: &[FrameStats]) -> Vec<Cut> {
     enforce_min_shot(config, stats, candidates)
 }
 
+/// Average change over `frames`, at least 1 (a still shot does not make every change a spike).
+fn mean_change(frames: &[FrameStats]) -> f32 {
+    (frames.iter().map(|s| s.content).sum::<f32>() / frames.len().max(1) as f32).max(1.0)
+}
+
+/// Whether the change into this frame is the start or end of a flash: within `flash_window`
+/// frames the picture comes back to what it was on the other side.
+fn is_flash_edge(config: &ShotConfig, st: &FrameStats) -> bool {
+    st.flash_forward.min(st.flash_backward) < config.flash_similarity * st.content
+}
+
+/// The middle of the black frames around the darkest frame of `from..=to`, when that frame is
+/// black (a fade out and a fade in through black are one cut, there).
+fn middle_of_black(config: &ShotConfig, stats: &[FrameStats], from: usize, to: usize) -> Option<usize> {
+    let is_dark = |j: usize| stats[j].luma <= config.dark_luma;
+    let darkest = (from..=to).min_by(|&a, &b| stats[a].luma.total_cmp(&stats[b].luma)).filter(|&d| is_dark(d))?;
+    let lo = (0..=darkest).rev().take_while(|&j| is_dark(j)).last().unwrap_or(darkest);
+    let hi = (darkest..stats.len()).take_while(|&j| is_dark(j)).last().unwrap_or(darkest);
+    Some((lo + hi) / 2)
+}
+
 fn hard_cuts(config: &ShotConfig, stats: &[FrameStats]) -> Vec<Cut> {
     let n = stats.len();
     let mut cuts = Vec::new();
@@ -442,19 +456,14 @@ fn hard_cuts(config: &ShotConfig, stats: &[FrameStats]) -> Vec<Cut> {
         // Average change on each side. A cut into (or out of) a busy shot is a step far above
         // the calm side and still clearly above the busy one; motion that starts or stops is a
         // step above one side only.
-        let mean = |range: std::ops::Range<usize>| {
-            let n = range.len().max(1) as f32;
-            (range.map(|j| stats[j].content).sum::<f32>() / n).max(1.0)
-        };
-        let left = mean(i.saturating_sub(config.window).max(1)..i);
-        let right = mean(i + 1..(i + 1 + config.window).min(n));
+        let left = mean_change(&stats[i.saturating_sub(config.window).max(1)..i]);
+        let right = mean_change(&stats[i + 1..(i + 1 + config.window).min(n)]);
         let (calm, busy) = (left.min(right), left.max(right));
         let ratio = d / calm;
         if ratio < config.adaptive_ratio || d / busy < config.busy_side_ratio {
             continue;
         }
-        let recovery = stats[i].flash_forward.min(stats[i].flash_backward);
-        if recovery < config.flash_similarity * d {
+        if is_flash_edge(config, &stats[i]) {
             continue;
         }
         cuts.push(Cut { frame: i, time_us: stats[i].time_us, kind: CutKind::Hard, score: ratio });
@@ -480,7 +489,6 @@ fn gradual_transitions(config: &ShotConfig, stats: &[FrameStats]) -> Vec<Transit
             && s.histogram_change >= config.gradual_min_histogram_change
     };
     let cut_at = |frame: usize, score: f32| Cut { frame, time_us: stats[frame].time_us, kind: CutKind::Gradual, score };
-    let is_dark = |j: usize| stats[j].luma <= config.dark_luma;
     let mut transitions: Vec<Transition> = Vec::new();
     let mut i = 0;
     while i < n {
@@ -507,12 +515,8 @@ fn gradual_transitions(config: &ShotConfig, stats: &[FrameStats]) -> Vec<Transit
         let centre = (start + last) / 2 - l / 2;
         // A fade out and a fade in around black frames are one transition: cut at the middle of the black.
         if let Some(prev) = transitions.last_mut().filter(|p| first <= p.last + l) {
-            let darkest =
-                (prev.cut.frame..=centre).min_by(|&a, &b| stats[a].luma.total_cmp(&stats[b].luma)).unwrap_or(centre);
-            if is_dark(darkest) {
-                let lo = (0..=darkest).rev().take_while(|&j| is_dark(j)).last().unwrap_or(darkest);
-                let hi = (darkest..n).take_while(|&j| is_dark(j)).last().unwrap_or(darkest);
-                *prev = Transition { first: prev.first, last, cut: cut_at((lo + hi) / 2, prev.cut.score.max(peak)) };
+            if let Some(mid) = middle_of_black(config, stats, prev.cut.frame.min(centre), centre) {
+                *prev = Transition { first: prev.first, last, cut: cut_at(mid, prev.cut.score.max(peak)) };
                 continue;
             }
         }
