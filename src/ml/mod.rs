@@ -2,6 +2,7 @@
 //! all producing unit vectors.
 
 pub mod clip;
+pub mod cpu;
 pub mod ct2;
 pub mod llm;
 mod models;

@@ -2,7 +2,8 @@
 //! cache for the decoder's self-attention: each decoding step runs only the new token against
 //! the cached keys and values of the tokens before it, and cross-attention keys and values are
 //! computed once per window. (candle's own Whisper runs every token of the window again at
-//! every step: quadratic in the length of the transcript.)
+//! every step: quadratic in the length of the transcript.) On the CPU, attention, GELU and the
+//! vocabulary product run on the kernels in `cpu.rs`.
 
 use candle_core::{Device, Module, Result, Tensor, D};
 use candle_nn::{embedding, linear, linear_no_bias, Conv1d, Conv1dConfig, Embedding, LayerNorm, Linear, VarBuilder};
@@ -39,23 +40,42 @@ impl Attention {
         x.reshape((b, n, self.n_head, s / self.n_head))?.transpose(1, 2)
     }
 
-    /// Attention of `q` over `k` and `v` (already split into heads), with an additive mask.
-    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let head = q.dim(D::Minus1)?;
-        let scale = (head as f64).powf(-0.25);
-        let q = (q * scale)?;
-        let k = (k.transpose(2, 3)? * scale)?;
-        let mut qk = q.contiguous()?.matmul(&k.contiguous()?)?;
-        if let Some(mask) = mask {
-            qk = qk.broadcast_add(mask)?;
-        }
-        let w = candle_nn::ops::softmax_last_dim(&qk)?;
-        let wv = w.matmul(&v.contiguous()?)?.transpose(1, 2)?.flatten_from(2)?;
+    /// Attention of the queries `q` `[1, n, state]` over the keys `k` and values `v`
+    /// `[1, m, state]` (the projections, not yet split into heads), then the output
+    /// projection. With `causal` = `Some(offset)`, query `i` sees keys `0..=offset + i`.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, causal: Option<usize>) -> Result<Tensor> {
+        let wv = if q.device().is_cpu() {
+            super::cpu::attention(q, k, v, self.n_head, causal)?
+        } else {
+            let (q, k, v) = (self.heads(q)?, self.heads(k)?, self.heads(v)?);
+            let scale = (q.dim(D::Minus1)? as f64).powf(-0.25);
+            let q = (q * scale)?;
+            let k = (k.transpose(2, 3)? * scale)?;
+            let mut qk = q.contiguous()?.matmul(&k.contiguous()?)?;
+            if let Some(offset) = causal {
+                let (n, m) = (qk.dim(2)?, qk.dim(3)?);
+                let mask: Vec<f32> = (0..n)
+                    .flat_map(|i| (0..m).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 }))
+                    .collect();
+                qk = qk.broadcast_add(&Tensor::from_vec(mask, (n, m), qk.device())?)?;
+            }
+            let w = candle_nn::ops::softmax_last_dim(&qk)?;
+            w.matmul(&v.contiguous()?)?.transpose(1, 2)?.flatten_from(2)?
+        };
         self.out.forward(&wv)
     }
 }
 
-/// Keys and values of one attention, split into heads.
+/// GELU as Whisper has it (the exact, erf one).
+fn gelu(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        super::cpu::gelu(x)
+    } else {
+        x.gelu_erf()
+    }
+}
+
+/// Keys and values of one attention, `[1, tokens, state]` each.
 type KeyValues = (Tensor, Tensor);
 
 #[derive(Debug, Clone)]
@@ -89,43 +109,33 @@ impl Block {
     }
 
     fn mlp(&self, x: &Tensor) -> Result<Tensor> {
-        x + self.fc2.forward(&self.fc1.forward(&self.mlp_ln.forward(x)?)?.gelu()?)?
+        x + self.fc2.forward(&gelu(&self.fc1.forward(&self.mlp_ln.forward(x)?)?)?)?
     }
 
     /// An encoder block: self-attention over the whole window, no mask.
     fn encode(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.attn_ln.forward(x)?;
         let a = &self.attn;
-        let out = a.attend(
-            &a.heads(&a.query.forward(&h)?)?,
-            &a.heads(&a.key.forward(&h)?)?,
-            &a.heads(&a.value.forward(&h)?)?,
-            None,
-        )?;
+        let out = a.attend(&a.query.forward(&h)?, &a.key.forward(&h)?, &a.value.forward(&h)?, None)?;
         self.mlp(&(x + out)?)
     }
 
     /// A decoder block over new tokens: self-attention against `cache` (grown by the new keys
     /// and values), then cross-attention against the window's `cross` keys and values.
-    fn decode(
-        &self,
-        x: &Tensor,
-        cache: &mut Option<KeyValues>,
-        cross: &KeyValues,
-        mask: Option<&Tensor>,
-    ) -> Result<Tensor> {
+    fn decode(&self, x: &Tensor, cache: &mut Option<KeyValues>, cross: &KeyValues, fed: usize) -> Result<Tensor> {
         let h = self.attn_ln.forward(x)?;
         let a = &self.attn;
-        let (k, v) = (a.heads(&a.key.forward(&h)?)?, a.heads(&a.value.forward(&h)?)?);
+        let (k, v) = (a.key.forward(&h)?, a.value.forward(&h)?);
         let (k, v) = match cache.take() {
-            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?),
             None => (k, v),
         };
-        let out = a.attend(&a.heads(&a.query.forward(&h)?)?, &k, &v, mask)?;
+        let causal = (x.dim(1)? > 1).then_some(fed);
+        let out = a.attend(&a.query.forward(&h)?, &k, &v, causal)?;
         *cache = Some((k, v));
         let mut x = (x + out)?;
         if let Some((c, ln)) = &self.cross {
-            let q = c.heads(&c.query.forward(&ln.forward(&x)?)?)?;
+            let q = c.query.forward(&ln.forward(&x)?)?;
             x = (&x + c.attend(&q, &cross.0, &cross.1, None)?)?;
         }
         self.mlp(&x)
@@ -170,8 +180,8 @@ impl Encoder {
 
     /// `[1, n_mels, frames]` log-mel features to `[1, frames / 2, state]`.
     pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
-        let x = self.conv1.forward(mel)?.gelu()?;
-        let x = self.conv2.forward(&x)?.gelu()?.transpose(1, 2)?;
+        let x = gelu(&self.conv1.forward(mel)?)?;
+        let x = gelu(&self.conv2.forward(&x)?)?.transpose(1, 2)?;
         let mut x = x.broadcast_add(&self.positions.narrow(0, 0, x.dim(1)?)?)?;
         for block in &self.blocks {
             x = block.encode(&x)?;
@@ -226,7 +236,7 @@ impl Decoder {
             .blocks
             .iter()
             .map(|b| match &b.cross {
-                Some((c, _)) => Ok((c.heads(&c.key.forward(audio)?)?, c.heads(&c.value.forward(audio)?)?)),
+                Some((c, _)) => Ok((c.key.forward(audio)?, c.value.forward(audio)?)),
                 None => candle_core::bail!("a decoder block without cross-attention"),
             })
             .collect::<Result<_>>()?;
@@ -242,22 +252,16 @@ impl Decoder {
         let device = self.positions.device();
         let ids = Tensor::new(tokens, device)?.unsqueeze(0)?;
         let mut x = self.tokens.forward(&ids)?.broadcast_add(&self.positions.narrow(0, state.fed, n)?)?;
-        // New token i sees every cached token and the new ones up to itself.
-        let mask = if n > 1 {
-            let (fed, total) = (state.fed, state.fed + n);
-            let m: Vec<f32> = (0..n)
-                .flat_map(|i| (0..total).map(move |j| if j > fed + i { f32::NEG_INFINITY } else { 0.0 }))
-                .collect();
-            Some(Tensor::from_vec(m, (n, total), device)?)
-        } else {
-            None
-        };
         for ((block, cache), cross) in self.blocks.iter().zip(state.cache.iter_mut()).zip(&state.cross) {
-            x = block.decode(&x, cache, cross, mask.as_ref())?;
+            x = block.decode(&x, cache, cross, state.fed)?;
         }
         state.fed += n;
         let last = self.ln.forward(&x.narrow(1, n - 1, 1)?)?.squeeze(0)?; // [1, state]
-        last.matmul(&self.tokens.embeddings().t()?)?.squeeze(0)
+        if last.device().is_cpu() {
+            super::cpu::logits(&last, self.tokens.embeddings())
+        } else {
+            last.matmul(&self.tokens.embeddings().t()?)?.squeeze(0)
+        }
     }
 }
 

@@ -1,0 +1,431 @@
+//! CPU kernels for the transformer steps candle runs slowly on the CPU.
+//!
+//! - [`attention`]: softmax(q·kᵀ/√d)·v head by head, in blocks of query rows, so a block's
+//!   scores stay in cache between the two matrix products (candle writes the whole
+//!   `[heads, n, m]` score tensor, reads it back for the softmax and again for the product
+//!   with v). Queries, keys and values are read in place from the `[n, state]` projections
+//!   (no split into heads, no transposed copy of the keys), and the output is written in the
+//!   `[n, state]` layout the output projection reads.
+//! - [`gelu`]: the exact (erf) GELU, in parallel chunks. candle's `gelu` is the tanh
+//!   approximation and its `gelu_erf` runs on one thread through libm.
+//!
+//! Both use one exponential, [`exp`] (Cephes' `expf`: a range reduction and a degree-6
+//! polynomial, within 2 ulp), written so that the compiler vectorises it. The loops are
+//! compiled three times: for AVX-512, for AVX2 with FMA and for the baseline, chosen at run
+//! time. Other devices keep candle's own operations (the callers check the device).
+
+use candle_core::{bail, Device, Result, Storage, Tensor};
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+/// `fn $name(args)`: `$body(args)` compiled for the best instruction set this CPU has
+/// (AVX-512, AVX2 with FMA, or the baseline), chosen at run time.
+macro_rules! best_of {
+    (fn $name:ident($($arg:ident: $ty:ty),*) = $body:ident) => {
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn wide($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn narrow($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F.
+                    return unsafe { wide($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has AVX2 and FMA.
+                    return unsafe { narrow($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+best_of!(fn softmax_best(xs: &mut [f32]) = softmax_slice);
+best_of!(fn gelu_best(xs: &mut [f32]) = gelu_slice);
+best_of!(fn dot_rows_best(rows: &[f32], x: &[f32], out: &mut [f32]) = dot_rows);
+best_of!(fn attend_few_best(q: &[f32], k: &[f32], v: &[f32], s: Shape, first: usize, scores: &mut Vec<f32>, out: &mut [f32]) = attend_few);
+
+/// Query rows per task: a 32-row block of scores over 1500 keys is 192 KiB, within L2.
+const ROWS: usize = 32;
+
+/// Up to this many query rows (a decoding step, a prompt) are attended row by row with dot
+/// products: the matrix-product kernels pack their operands first, which costs more than it
+/// saves for one row.
+const FEW: usize = 4;
+
+/// Runs `f` over the f32 elements of `t` (made contiguous), which must be on the CPU.
+fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else { bail!("a CPU kernel was given a tensor on {:?}", t.device()) };
+    let all = cpu.as_slice::<f32>()?;
+    Ok(f(&all[layout.start_offset()..layout.start_offset() + t.elem_count()]))
+}
+
+/// Multi-head attention on the CPU: `q` `[1, n, state]`, `k` and `v` `[1, m, state]`, `heads`
+/// heads of `state / heads` channels, scores scaled by 1/√(state / heads). With `causal`
+/// = `Some(offset)`, query row `i` sees keys `0..=offset + i` only (a decoder fed `n` tokens
+/// after `offset` cached ones). Returns `[1, n, state]`.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, causal: Option<usize>) -> Result<Tensor> {
+    let (b, n, state) = q.dims3()?;
+    let (kb, m, kstate) = k.dims3()?;
+    if b != 1 || kb != 1 || kstate != state || v.dims() != k.dims() || heads == 0 || state % heads != 0 {
+        bail!("attention: q {:?}, k {:?}, v {:?} with {heads} heads", q.dims(), k.dims(), v.dims());
+    }
+    let mut out = vec![0f32; n * state];
+    with_slice(q, |q| {
+        with_slice(k, |k| with_slice(v, |v| attend(q, k, v, Shape { m, state, heads, causal }, &mut out)))
+    })???;
+    Tensor::from_vec(out, (1, n, state), &Device::Cpu)
+}
+
+#[derive(Clone, Copy)]
+struct Shape {
+    m: usize,
+    state: usize,
+    heads: usize,
+    causal: Option<usize>,
+}
+
+fn attend(q: &[f32], k: &[f32], v: &[f32], s: Shape, out: &mut [f32]) {
+    let Shape { m, state, heads, causal } = s;
+    let d = state / heads;
+    let scale = (d as f32).powf(-0.5);
+    out.par_chunks_mut(ROWS * state).enumerate().for_each_init(Vec::new, |scores: &mut Vec<f32>, (block, rows)| {
+        let first = block * ROWS;
+        let n = rows.len() / state;
+        if n <= FEW {
+            return attend_few_best(q, k, v, s, first, scores, rows);
+        }
+        scores.resize(n * m, 0.0);
+        for h in 0..heads {
+            // SAFETY: every pointer and stride below addresses inside its slice: q rows
+            // first..first + n and k, v rows 0..m, columns h·d..(h + 1)·d of `state`; scores is
+            // n × m; the output block is rows 0..n of `rows`, columns h·d..(h + 1)·d.
+            unsafe {
+                // scores = q[first.., h] · k[.., h]ᵀ · scale
+                gemm(
+                    n,
+                    m,
+                    d,
+                    scores.as_mut_ptr(),
+                    1,
+                    m as isize,
+                    false,
+                    q.as_ptr().add(first * state + h * d),
+                    1,
+                    state as isize,
+                    k.as_ptr().add(h * d),
+                    state as isize,
+                    1,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+            for (i, row) in scores.chunks_exact_mut(m).enumerate() {
+                let visible = causal.map_or(m, |offset| (offset + first + i + 1).min(m));
+                softmax(row, visible);
+            }
+            // SAFETY: as above.
+            unsafe {
+                gemm(
+                    n,
+                    d,
+                    m,
+                    rows.as_mut_ptr().add(h * d),
+                    1,
+                    state as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    m as isize,
+                    v.as_ptr().add(h * d),
+                    1,
+                    state as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+        }
+    });
+}
+
+/// Attention of query rows `first..` (as many as `out` holds) one at a time: scores by dot
+/// products, softmax, then the weighted sum of the values.
+#[inline(always)]
+fn attend_few(q: &[f32], k: &[f32], v: &[f32], s: Shape, first: usize, scores: &mut Vec<f32>, out: &mut [f32]) {
+    let Shape { m, state, heads, causal } = s;
+    let d = state / heads;
+    let scale = (d as f32).powf(-0.5);
+    scores.resize(m, 0.0);
+    for (i, out_row) in out.chunks_exact_mut(state).enumerate() {
+        let row = first + i;
+        let visible = causal.map_or(m, |offset| (offset + row + 1).min(m));
+        let scores = &mut scores[..visible];
+        for h in 0..heads {
+            let q = &q[row * state + h * d..][..d];
+            for (j, score) in scores.iter_mut().enumerate() {
+                *score = dot(q, &k[j * state + h * d..][..d]) * scale;
+            }
+            softmax_slice(scores);
+            let o = &mut out_row[h * d..(h + 1) * d];
+            o.fill(0.0);
+            for (j, &p) in scores.iter().enumerate() {
+                o.iter_mut().zip(&v[j * state + h * d..][..d]).for_each(|(o, &x)| *o += p * x);
+            }
+        }
+    }
+}
+
+/// Rows of `weights` `[rows, state]` dotted with `x` (`state` elements): a decoder's logits
+/// over its vocabulary, `[rows]`. The product reads every weight once, so its speed is that
+/// of memory; the rows are split over the threads (candle runs a one-row product on one).
+pub fn logits(x: &Tensor, weights: &Tensor) -> Result<Tensor> {
+    const CHUNK: usize = 2048;
+    let (rows, state) = weights.dims2()?;
+    if x.elem_count() != state {
+        bail!("logits: x {:?} against weights {:?}", x.dims(), weights.dims());
+    }
+    let mut out = vec![0f32; rows];
+    with_slice(x, |x| {
+        with_slice(weights, |w| {
+            out.par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(c, o)| dot_rows_best(&w[c * CHUNK * state..][..o.len() * state], x, o))
+        })
+    })??;
+    Tensor::from_vec(out, rows, &Device::Cpu)
+}
+
+#[inline(always)]
+fn dot_rows(rows: &[f32], x: &[f32], out: &mut [f32]) {
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(x.len())) {
+        *o = dot(row, x);
+    }
+}
+
+/// Σ aᵢbᵢ, in 16 running sums (so it vectorises).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut lanes = [0f32; LANES];
+    let (a, b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = a.remainder().iter().zip(b.remainder()).map(|(x, y)| x * y).sum();
+    for (a, b) in a.zip(b) {
+        for ((l, x), y) in lanes.iter_mut().zip(a).zip(b) {
+            *l += x * y;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// The exact GELU, x·Φ(x), of a CPU tensor (any shape), in parallel chunks.
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    let mut out = vec![0f32; x.elem_count()];
+    with_slice(x, |xs| {
+        out.par_chunks_mut(16 * 1024).zip(xs.par_chunks(16 * 1024)).for_each(|(o, x)| {
+            o.copy_from_slice(x);
+            gelu_best(o);
+        })
+    })?;
+    Tensor::from_vec(out, x.shape(), &Device::Cpu)
+}
+
+/// Softmax of `row[..visible]` in place; the rest of the row is set to zero.
+fn softmax(row: &mut [f32], visible: usize) {
+    let (live, hidden) = row.split_at_mut(visible);
+    hidden.fill(0.0);
+    softmax_best(live);
+}
+
+#[inline(always)]
+fn softmax_slice(xs: &mut [f32]) {
+    const LANES: usize = 16;
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l = if x > *l { x } else { *l };
+        }
+    }
+    let max = chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    let mut sums = [0f32; LANES];
+    let mut chunks = xs.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for (s, x) in sums.iter_mut().zip(c) {
+            *x = exp(*x - max);
+            *s += *x;
+        }
+    }
+    let mut sum: f32 = sums.iter().sum();
+    for x in chunks.into_remainder() {
+        *x = exp(*x - max);
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    xs.iter_mut().for_each(|x| *x *= inv);
+}
+
+#[inline(always)]
+fn gelu_slice(xs: &mut [f32]) {
+    xs.iter_mut().for_each(|x| *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2)));
+}
+
+/// eˣ (Cephes' `expf`), for x in [-87, 88] (clamped there: e⁻⁸⁷ is 1.6e-38, and larger
+/// arguments do not occur after a softmax's max is taken off).
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    // n = round(x / ln 2), by the 1.5·2²³ trick (vectorises where `round` does not).
+    const ROUND: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+/// erf(x) (Abramowitz and Stegun 7.1.26: absolute error under 1.5e-7, 5e-7 in f32).
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let p = 1.061_405_4_f32;
+    let p = p * t - 1.453_152;
+    let p = p * t + 1.421_413_7;
+    let p = p * t - 0.284_496_74;
+    let p = p * t + 0.254_829_6;
+    let y = 1.0 - p * t * exp(-a * a);
+    y.copysign(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::D;
+
+    #[test]
+    fn exp_and_erf_are_within_a_few_ulp_of_libm() {
+        let mut worst_exp = 0f32;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let (got, want) = (exp(x), x.exp());
+            worst_exp = worst_exp.max(((got - want) / want).abs());
+            x += 0.001_7;
+        }
+        assert!(worst_exp < 3e-7, "exp: relative error {worst_exp}");
+        assert_eq!(exp(-1000.0), (-87f32).exp(), "clamped, not garbage");
+        let mut worst_erf = 0f64;
+        let mut x = -6.0f64;
+        while x < 6.0 {
+            let want = libm_erf(x);
+            worst_erf = worst_erf.max((f64::from(erf(x as f32)) - want).abs());
+            x += 0.000_9;
+        }
+        assert!(worst_erf < 6e-7, "erf: absolute error {worst_erf}");
+    }
+
+    /// erf by its series and continued fraction in f64, as a reference.
+    fn libm_erf(x: f64) -> f64 {
+        // erf = 1 - erfc; erfc from the Numerical Recipes Chebyshev fit (relative error 1.2e-7
+        // would not do): use the Taylor series near zero and the continued fraction beyond.
+        let a = x.abs();
+        let v = if a < 3.0 {
+            let mut sum = 0f64;
+            let mut term = a;
+            let mut k = 0f64;
+            while term.abs() > 1e-17 {
+                sum += term / (2.0 * k + 1.0);
+                k += 1.0;
+                term *= -a * a / k;
+            }
+            sum * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            let mut f = 0f64;
+            for k in (1..60).rev() {
+                f = f64::from(k) / 2.0 / (a + f);
+            }
+            1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / (a + f)
+        };
+        v.copysign(x)
+    }
+
+    /// The same attention in candle's operations: heads, scaled scores, mask, softmax.
+    fn reference(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, causal: Option<usize>) -> Tensor {
+        let split = |x: &Tensor| {
+            let (b, n, s) = x.dims3().unwrap();
+            x.reshape((b, n, heads, s / heads)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap()
+        };
+        let (n, m, state) = (q.dim(1).unwrap(), k.dim(1).unwrap(), q.dim(2).unwrap());
+        let scale = ((state / heads) as f64).powf(-0.5);
+        let scores =
+            (split(q).matmul(&split(k).transpose(2, 3).unwrap().contiguous().unwrap()).unwrap() * scale).unwrap();
+        let scores = match causal {
+            Some(offset) => {
+                let mask: Vec<f32> = (0..n)
+                    .flat_map(|i| (0..m).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 }))
+                    .collect();
+                scores.broadcast_add(&Tensor::from_vec(mask, (n, m), &Device::Cpu).unwrap()).unwrap()
+            }
+            None => scores,
+        };
+        let w = candle_nn::ops::softmax(&scores, D::Minus1).unwrap();
+        w.matmul(&split(v)).unwrap().transpose(1, 2).unwrap().flatten_from(2).unwrap()
+    }
+
+    #[test]
+    fn attention_matches_candles_operations() {
+        let dev = Device::Cpu;
+        // Sizes that leave a partial block of rows and a partial chunk of lanes; an encoder
+        // (no mask), a decoder prompt (causal after cached tokens) and one decoding step.
+        for (n, m, causal) in [(75, 75, None), (5, 12, Some(7)), (3, 30, Some(2)), (1, 40, None)] {
+            let q = Tensor::randn(0f32, 1.0, (1, n, 48), &dev).unwrap();
+            let k = Tensor::randn(0f32, 1.0, (1, m, 48), &dev).unwrap();
+            let v = Tensor::randn(0f32, 1.0, (1, m, 48), &dev).unwrap();
+            let got = attention(&q, &k, &v, 6, causal).unwrap();
+            let want = reference(&q, &k, &v, 6, causal);
+            let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-5, "n {n}, m {m}, causal {causal:?}: differs by {diff}");
+        }
+        let q = Tensor::zeros((1, 3, 48), candle_core::DType::F32, &dev).unwrap();
+        assert!(attention(&q, &q, &q, 5, None).is_err(), "48 channels do not split into 5 heads");
+    }
+
+    #[test]
+    fn logits_are_the_product_with_the_weights() {
+        let w = Tensor::randn(0f32, 1.0, (5000, 40), &Device::Cpu).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (1, 40), &Device::Cpu).unwrap();
+        let want = x.matmul(&w.t().unwrap()).unwrap().squeeze(0).unwrap();
+        let diff = (logits(&x, &w).unwrap() - want).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-4);
+        assert!(logits(&x.narrow(1, 0, 39).unwrap(), &w).is_err(), "39 values against rows of 40");
+    }
+
+    #[test]
+    fn gelu_is_the_erf_gelu() {
+        let x = Tensor::randn(0f32, 3.0, (3, 20_001), &Device::Cpu).unwrap();
+        let diff = (gelu(&x).unwrap() - x.gelu_erf().unwrap()).unwrap().abs().unwrap();
+        let worst = diff.max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(worst < 1e-5, "differs from candle's gelu_erf by {worst}");
+    }
+}
