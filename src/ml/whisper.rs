@@ -5,7 +5,10 @@
 //! repetition loops and held sounds).
 //!
 //! One call transcribes one window of at most 30 s (the audio segmentation cuts at pauses, so
-//! windows never split a word) into phrases with times relative to the window start.
+//! windows never split a word) into phrases with times relative to the window start. When a
+//! pass over the window stops early (its text ends with a complete phrase before the end of
+//! the audio, or reaches the token limit), the next pass starts at the last timestamp, as
+//! OpenAI's and faster-whisper's seek loops do, so nothing after it is lost.
 
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use candle_nn::{ops::softmax, VarBuilder};
@@ -57,7 +60,8 @@ pub struct Phrase {
     pub text: String,
 }
 
-/// What one window gave.
+/// What one window gave (`language`, `no_speech_prob` and `avg_logprob` are those of its
+/// first pass).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowTranscript {
     pub phrases: Vec<Phrase>,
@@ -65,6 +69,17 @@ pub struct WindowTranscript {
     pub no_speech_prob: f64,
     pub avg_logprob: f64,
 }
+
+/// One decoding pass over (the rest of) a window, and how much of it the pass covered.
+struct Pass {
+    transcript: WindowTranscript,
+    /// Seconds from the start of the pass: the whole rest of the window, or up to the last
+    /// timestamp of a pass that stopped early.
+    covered: f64,
+}
+
+/// The shortest rest of a window worth another pass (a word is longer).
+const MIN_PASS_SAMPLES: usize = w::SAMPLE_RATE / 5;
 
 /// A loaded Whisper model with its tokenizer and mel filters. Cloning shares the weights (the
 /// tensors are reference-counted): a clone is another decoder over the same memory.
@@ -187,10 +202,12 @@ impl WhisperModel {
     /// hop 160, last frame dropped), power, Slaney mel filters, log10, floor at max - 8, (x + 4) / 4.
     /// The DFT and the filters run as matrix products on the model's device.
     pub fn mel(&self, pcm: &[f32]) -> Result<Tensor> {
-        self.log_mel(pcm).map_err(|e| model_err(&self.model_ref.id, e))
+        self.log_mel(pcm, w::N_FRAMES).map_err(|e| model_err(&self.model_ref.id, e))
     }
 
-    fn log_mel(&self, pcm: &[f32]) -> candle_core::Result<Tensor> {
+    /// The first `frames` frames of [`WhisperModel::mel`] (the same values: the padding's
+    /// frames are never the loudest).
+    fn log_mel(&self, pcm: &[f32], frames: usize) -> candle_core::Result<Tensor> {
         let (n_fft, hop, n_mels) = (w::N_FFT, w::HOP_LENGTH, self.config.num_mel_bins);
         let mut samples = pcm[..pcm.len().min(w::N_SAMPLES)].to_vec();
         samples.resize(w::N_SAMPLES, 0.0);
@@ -201,7 +218,7 @@ impl WhisperModel {
         padded.extend((1..=pad).rev().map(|i| samples[i]));
         padded.extend_from_slice(&samples);
         padded.extend((n - pad - 1..n - 1).rev().map(|i| samples[i]));
-        let frames = w::N_FRAMES; // 1 + n / hop frames, the last one dropped
+        let frames = frames.clamp(1, w::N_FRAMES); // of 1 + n / hop, the last one dropped
         let hann: Vec<f32> = (0..n_fft)
             .map(|i| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n_fft as f64).cos()) as f32)
             .collect();
@@ -222,20 +239,58 @@ impl WhisperModel {
         log.t()?.contiguous()?.reshape((1, n_mels, frames))
     }
 
-    /// Transcribe one window of at most 30 s. A window whose loudest 10 ms is below
-    /// [`SPEECH_FLOOR_DBFS`] is not sent to the model at all (the voice-activity gate: on digital
-    /// silence Whisper is known to invent a "you" or a "thank you").
+    /// Transcribe one window of at most 30 s, if [`WhisperModel::may_hold_speech`] says it may.
     pub fn transcribe(&mut self, pcm: &[f32]) -> Result<WindowTranscript> {
-        let nothing = WindowTranscript { phrases: Vec::new(), language: None, no_speech_prob: 1.0, avg_logprob: 0.0 };
+        if !self.may_hold_speech(pcm)? {
+            return Ok(WindowTranscript { phrases: Vec::new(), language: None, no_speech_prob: 1.0, avg_logprob: 0.0 });
+        }
+        self.transcribe_speech(pcm)
+    }
+
+    /// Whether audio (at most 30 s) is worth sending to the model: its loudest 10 ms is above
+    /// [`SPEECH_FLOOR_DBFS`] (on digital silence Whisper is known to invent a "you" or a "thank
+    /// you") and its sound has the shape of speech ([`SoundShape`]: not a tone, a hum or clicks).
+    pub fn may_hold_speech(&self, pcm: &[f32]) -> Result<bool> {
         if loudest_hop_dbfs(pcm) < SPEECH_FLOOR_DBFS {
-            return Ok(nothing);
+            return Ok(false);
         }
+        let frames = (pcm.len() / w::HOP_LENGTH).min(w::N_FRAMES);
+        let mel = self.log_mel(pcm, frames).map_err(|e| model_err(&self.model_ref.id, e))?;
+        Ok(self.sound_shape(&mel, pcm.len())?.may_hold_speech())
+    }
+
+    /// Transcribe one window of at most 30 s without the gates, pass after pass: a pass that
+    /// stops early is followed by one from its last timestamp.
+    pub fn transcribe_speech(&mut self, pcm: &[f32]) -> Result<WindowTranscript> {
         let id = self.model_ref.id.clone();
-        let mel = self.mel(pcm)?;
-        if !self.sound_shape(&mel, pcm.len())?.may_hold_speech() {
-            return Ok(nothing);
+        let pcm = &pcm[..pcm.len().min(w::N_SAMPLES)];
+        let rate = w::SAMPLE_RATE as f64;
+        let mut out: Option<WindowTranscript> = None;
+        let mut seek = 0;
+        while pcm.len() - seek >= MIN_PASS_SAMPLES || out.is_none() {
+            let rest = &pcm[seek..];
+            if out.is_some() && loudest_hop_dbfs(rest) < SPEECH_FLOOR_DBFS {
+                break;
+            }
+            let mel = self.mel(rest)?;
+            let pass = self.decode_window(&mel, rest.len() as f64 / rate).map_err(|e| model_err(&id, e))?;
+            let offset = seek as f64 / rate;
+            let phrases = pass.transcript.phrases.into_iter().map(|p| Phrase {
+                start: p.start + offset,
+                end: p.end + offset,
+                text: p.text,
+            });
+            match &mut out {
+                Some(out) => out.phrases.extend(phrases),
+                None => out = Some(WindowTranscript { phrases: phrases.collect(), ..pass.transcript }),
+            }
+            // At least one 20 ms step forward, so a pass can never repeat itself.
+            seek += ((pass.covered * rate) as usize).clamp(320, rest.len());
+            if seek >= pcm.len() {
+                break;
+            }
         }
-        self.decode_window(&mel, pcm.len() as f64 / w::SAMPLE_RATE as f64).map_err(|e| model_err(&id, e))
+        Ok(out.expect("one pass at least"))
     }
 
     /// The shape of the sound in a window's log-mel features (`samples` long before padding).
@@ -275,7 +330,7 @@ impl WhisperModel {
         Ok((tokens, Some(self.languages[best].0.clone()), logits))
     }
 
-    fn decode_window(&mut self, mel: &Tensor, window_secs: f64) -> candle_core::Result<WindowTranscript> {
+    fn decode_window(&mut self, mel: &Tensor, window_secs: f64) -> candle_core::Result<Pass> {
         let audio = self.model.encoder.forward(mel)?;
         let mut state = self.model.decoder.start(&audio)?;
         let (mut tokens, language, mut logits) = self.prompt(&mut state)?;
@@ -330,8 +385,11 @@ impl WhisperModel {
         }
         let avg_logprob = if generated == 0 { 0.0 } else { sum_logprob / generated as f64 };
         let silent = no_speech_prob > self.decode.no_speech_threshold && avg_logprob < self.decode.logprob_threshold;
-        let phrases = if silent { Vec::new() } else { self.phrases(&tokens[prompt_len..])? };
-        Ok(WindowTranscript { phrases, language, no_speech_prob, avg_logprob })
+        let sampled: Vec<u32> = tokens[prompt_len..].iter().copied().take_while(|&t| t != self.eot).collect();
+        let (kept, covered) =
+            if silent { (&sampled[..0], window_secs) } else { seek(&sampled, self.timestamp_begin, window_secs) };
+        let phrases = self.phrases(kept)?;
+        Ok(Pass { transcript: WindowTranscript { phrases, language, no_speech_prob, avg_logprob }, covered })
     }
 
     /// OpenAI's `ApplyTimestampRules`: timestamps come in pairs and never go back, the first
@@ -501,6 +559,23 @@ pub fn loudest_hop_dbfs(pcm: &[f32]) -> f32 {
         .fold(-100.0, f32::max)
 }
 
+/// How much of a window one pass covered, and the tokens to keep (OpenAI's seek rule; tokens
+/// from `timestamp_begin` on are timestamps, 20 ms apart). A pass whose text ends with one
+/// timestamp closing a phrase covered the whole window. One that ends otherwise (two
+/// timestamps: the model left the next phrase for the next window; or text cut off by the
+/// token limit) covered up to its last complete phrase: the next pass starts at that phrase's
+/// closing timestamp, and what came after it is dropped.
+fn seek(sampled: &[u32], timestamp_begin: u32, window_secs: f64) -> (&[u32], f64) {
+    let is_ts = |t: u32| t >= timestamp_begin;
+    let n = sampled.len();
+    let one_closing = n >= 2 && !is_ts(sampled[n - 2]) && is_ts(sampled[n - 1]);
+    let last_pair = (1..n).rev().find(|&i| is_ts(sampled[i - 1]) && is_ts(sampled[i]));
+    match last_pair {
+        Some(i) if !one_closing => (&sampled[..i], f64::from(sampled[i - 1] - timestamp_begin) * 0.02),
+        _ => (sampled, window_secs),
+    }
+}
+
 fn log_sum_exp(v: &[f32]) -> f32 {
     let m = v.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     if m == f32::NEG_INFINITY {
@@ -611,6 +686,25 @@ const LANGUAGES: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pass_that_stops_early_is_resumed_at_its_last_complete_phrase() {
+        const TS: u32 = 1000; // <|0.00|>; <|k * 0.02|> is TS + k
+        let (hello, world, again) = (7, 8, 9);
+        // Text closed by one timestamp: the whole window is done.
+        let done = [TS, hello, TS + 100, TS + 100, world, TS + 250];
+        assert_eq!(seek(&done, TS, 30.0), (&done[..], 30.0));
+        // Two timestamps at the end: the model left what follows 5.00 s for the next pass.
+        let early = [TS, hello, TS + 100, TS + 120, world, TS + 250, TS + 250];
+        assert_eq!(seek(&early, TS, 30.0), (&early[..6], 5.0));
+        // Cut off by the token limit in the middle of a phrase: back to the last closed one.
+        let cut = [TS, hello, TS + 100, TS + 100, world, again, again];
+        assert_eq!(seek(&cut, TS, 30.0), (&cut[..3], 2.0));
+        // No complete phrase at all: nothing to go back to.
+        let open = [TS, hello, world];
+        assert_eq!(seek(&open, TS, 30.0), (&open[..], 30.0));
+        assert_eq!(seek(&[], TS, 12.5), (&[][..], 12.5));
+    }
 
     #[test]
     fn repetition_loops_are_cut_and_normal_text_is_kept() {

@@ -1,9 +1,13 @@
-//! Stage 5, transcribe: the audio segments (cut at pauses) are the windows Whisper hears; their
-//! phrases are stored with media-relative times, and each primary segment of the media gets the
+//! Stage 5, transcribe: the audio segments (cut at pauses) that may hold speech are packed,
+//! consecutive ones together, into windows of up to 30 s, the length Whisper hears at once
+//! (one encoder pass per window, however short: a window per segment cost an encoder pass per
+//! pause). Windows still never cut a word. Each phrase is stored with media-relative times
+//! and the audio segment its middle falls in, and each primary segment of the media gets the
 //! text spoken during it, embedded into the transcript space.
 //!
-//! Audio is decoded again here, one window at a time (at most 30 s in memory). The Whisper
-//! decoder is this job's own (from the engine's pool), so no lock is held that others wait on.
+//! Audio is decoded again here, one segment at a time (at most 30 s of packed audio and one
+//! segment in memory). The Whisper decoder is this job's own (from the engine's pool), so no
+//! lock is held that others wait on.
 
 use std::path::Path;
 
@@ -19,8 +23,9 @@ use crate::types::{secs_to_us, us_to_secs, JobStage, Media, Phrase, Scope, Segme
 
 /// Longest window Whisper hears (its context).
 const WINDOW_US: i64 = 30_000_000;
+const WINDOW_SAMPLES: usize = 30 * ANALYSIS_SAMPLE_RATE as usize;
 
-/// A window: the audio segment it belongs to and its bounds in microseconds.
+/// An audio segment (or a piece of one longer than 30 s) and its bounds in microseconds.
 #[derive(Debug, Clone, PartialEq)]
 struct Window {
     segment: Option<SegmentId>,
@@ -91,9 +96,10 @@ fn windows(audio_segments: &[(Option<SegmentId>, i64, i64)]) -> Vec<Window> {
     out
 }
 
-/// Transcribe `path` window by window: decode its audio once, hand each window's samples to
-/// Whisper, and return every phrase with media-relative times in microseconds (clamped to its
-/// window), the window it came from and the language heard.
+/// Transcribe `path` window by window: decode its audio once, pack the segments that may hold
+/// speech into windows, hand each window to Whisper, and return every phrase with
+/// media-relative times in microseconds (clamped to its window), the segment it was said in and
+/// the language heard.
 fn transcribe_windows(
     path: &Path,
     bounds: Vec<Window>,
@@ -101,18 +107,14 @@ fn transcribe_windows(
     ctx: &JobContext,
 ) -> Result<Vec<NewPhrase>> {
     let mut phrases = Vec::new();
+    let mut pack = Pack::default();
     let mut on_window = |w: &Window, pcm: &[f32]| -> Result<()> {
-        let out = whisper.transcribe(pcm)?;
-        for TimedText { start, end, text } in out.phrases {
-            let s = (w.start_us + secs_to_us(start)).min(w.end_us);
-            let e = (w.start_us + secs_to_us(end)).clamp(s, w.end_us);
-            phrases.push(NewPhrase {
-                window_segment_id: w.segment.clone(),
-                start_us: s,
-                end_us: e,
-                text,
-                language: out.language.clone(),
-            });
+        let speech = whisper.may_hold_speech(pcm)?;
+        if !speech || !pack.takes(w, pcm) {
+            pack.transcribe(whisper, &mut phrases)?;
+        }
+        if speech {
+            pack.push(w, pcm);
         }
         Ok(())
     };
@@ -122,7 +124,50 @@ fn transcribe_windows(
         sink.flush()?;
     }
     drop(sink);
+    pack.transcribe(whisper, &mut phrases)?;
     Ok(phrases)
+}
+
+/// Consecutive audio segments waiting to be heard as one window.
+#[derive(Default)]
+struct Pack {
+    parts: Vec<Window>,
+    pcm: Vec<f32>,
+}
+
+impl Pack {
+    /// Whether `w` can join: it follows the last part and the window stays within 30 s.
+    fn takes(&self, w: &Window, pcm: &[f32]) -> bool {
+        self.parts.last().is_none_or(|last| last.end_us == w.start_us) && self.pcm.len() + pcm.len() <= WINDOW_SAMPLES
+    }
+
+    fn push(&mut self, w: &Window, pcm: &[f32]) {
+        self.parts.push(w.clone());
+        self.pcm.extend_from_slice(pcm);
+    }
+
+    /// Transcribe the window (if any) and empty it.
+    fn transcribe(&mut self, whisper: &mut WhisperModel, phrases: &mut Vec<NewPhrase>) -> Result<()> {
+        let (Some(first), Some(last)) = (self.parts.first(), self.parts.last()) else { return Ok(()) };
+        let (start_us, end_us) = (first.start_us, last.end_us);
+        let out = whisper.transcribe_speech(&self.pcm)?;
+        for TimedText { start, end, text } in out.phrases {
+            let s = (start_us + secs_to_us(start)).min(end_us);
+            let e = (start_us + secs_to_us(end)).clamp(s, end_us);
+            let middle = s + (e - s) / 2;
+            let part = self.parts.iter().find(|p| middle < p.end_us).unwrap_or(last);
+            phrases.push(NewPhrase {
+                window_segment_id: part.segment.clone(),
+                start_us: s,
+                end_us: e,
+                text,
+                language: out.language.clone(),
+            });
+        }
+        self.parts.clear();
+        self.pcm.clear();
+        Ok(())
+    }
 }
 
 /// Transcribe a completed media item: store its phrases and the transcript vectors of its
@@ -199,6 +244,18 @@ pub(crate) fn transcribe_file(path: &Path, whisper: &mut WhisperModel) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_consecutive_segments_within_30_s_share_a_window() {
+        let w = |a: i64, b: i64| Window { segment: None, start_us: a * 1_000_000, end_us: b * 1_000_000 };
+        let pcm = |secs: usize| vec![0f32; secs * ANALYSIS_SAMPLE_RATE as usize];
+        let mut pack = Pack::default();
+        assert!(pack.takes(&w(0, 12), &pcm(12)));
+        pack.push(&w(0, 12), &pcm(12));
+        assert!(pack.takes(&w(12, 30), &pcm(18)), "exactly 30 s");
+        assert!(!pack.takes(&w(12, 31), &pcm(19)), "31 s");
+        assert!(!pack.takes(&w(14, 20), &pcm(6)), "a gap: the segment between held no speech");
+    }
 
     #[test]
     fn long_segments_split_into_even_windows_of_at_most_30_s() {

@@ -64,11 +64,13 @@ fn audio_files_are_transcribed_and_transcription_can_be_turned_off() {
     let sentences = truth_of("speech.wav")["speech"].as_array().unwrap().clone();
     let heard = normalise(&t.phrases.iter().map(|p| p.text.as_str()).collect::<Vec<_>>().join(" "));
     let said = normalise(&sentences.iter().map(|s| s["text"].as_str().unwrap()).collect::<Vec<_>>().join(" "));
-    // Synthetic espeak voice: hard for tiny.en ("brown fox jumps over" comes out garbled), so
-    // this checks that the MP3 is heard end to end, not the word error rate (that is the
-    // LibriVox test's job).
+    // Synthetic espeak voice: hard for tiny.en ("brown fox jumps over" comes out garbled, and
+    // "lazy dog" comes and goes with the window around it: faster-whisper on the same weights
+    // hears "silver blazy dog"), so this checks that the MP3 is heard end to end, each
+    // sentence by a word the model hears however the audio is windowed, not the word error
+    // rate (that is the LibriVox test's job).
     assert!(word_errors(&heard, &said) * 2 <= said.len(), "heard {heard:?}");
-    for word in ["lazy", "dog", "rocky", "coast", "morning"] {
+    for word in ["quick", "rocky", "coast", "morning"] {
         assert!(heard.iter().any(|w| w == word), "{word} not heard in {heard:?}");
     }
     for (p, s) in t.phrases.iter().zip(&sentences) {
