@@ -41,6 +41,10 @@ against the 5 references concatenated in the order the clip plays them.
 Speed: real-time factor = processing seconds / audio seconds (lower is faster), summed over
 the LibriVox files; the ratio column is a row's RTF over faster-whisper greedy's RTF (above 1:
 slower than faster-whisper).
+
+Memory: peak resident set. videovector: the largest of its processes (one per file, from
+wait4); faster-whisper: this Python process after all its runs (interpreter, PyAV, ctranslate2
+and the model together).
 """
 
 import argparse
@@ -48,6 +52,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import resource
 import re
 import shutil
 import statistics
@@ -136,13 +141,20 @@ def run_videovector(binary, model_dir, data_dir, path, threads):
     cmd = [str(binary), "--data-dir", str(data_dir), "--asr-model", str(model_dir),
            "--visual-model", "off", "asr", str(path), "--json"]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)  # the child's own peak resident set
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
-        sys.exit(f"videovector failed on {path} ({proc.returncode}):\n{proc.stderr}")
-    res = json.loads(proc.stdout)
+        sys.exit(f"videovector failed on {path} ({proc.returncode}):\n{stderr}")
+    res = json.loads(stdout)
     text = " ".join(p["text"].strip() for p in res["phrases"]).strip()
-    return {"seconds": res["seconds"], "wall": wall, "audio_seconds": res["audio_seconds"], "text": text}
+    return {"seconds": res["seconds"], "wall": wall, "audio_seconds": res["audio_seconds"], "text": text,
+            "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
 # ---------------------------------------------------------------- faster-whisper
@@ -280,7 +292,9 @@ def main():
                 r = timed(lambda: run_faster_whisper(model, path, impl), args.repeat)
                 results[impl][u] = r
                 print(f"  {impl:22} {u:45} {r['seconds']:7.2f} s  {r['text']}", file=sys.stderr)
+        fw_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     del model
+    vv_peak = max(r["peak_rss_mib"] for r in results[VV].values())
 
     rows = [VV, VV_PROC] + impls[1:]
     model_name = model_dir.name
@@ -292,6 +306,9 @@ def main():
           f"{os.cpu_count()} CPUs, {args.threads} threads; faster-whisper model load {fw_load:.2f} s")
     print_table(f"LibriVox: {len(ids)} utterances, WER pooled", libri_sum, model_name, "WER")
     print_table("slideshow.mp4 (40 s, the 5 utterances with silences)", slide_sum, model_name, "WER")
+    print(f"\npeak memory (max resident set): videovector {vv_peak:.0f} MiB (the largest of its processes, "
+          f"one per file); faster-whisper {fw_peak:.0f} MiB (this Python process: interpreter, PyAV, "
+          f"ctranslate2 and the model)")
 
     # Where the transcripts differ (after normalisation) from faster-whisper greedy's.
     diffs = [u for u in inputs if normalise(results[VV][u]["text"]) != normalise(results[FW][u]["text"])]
@@ -311,6 +328,7 @@ def main():
             "versions": {"faster_whisper": faster_whisper.__version__, "ctranslate2": ctranslate2.__version__,
                          "jiwer": importlib.metadata.version("jiwer"), "python": platform.python_version()},
             "faster_whisper_load_seconds": fw_load,
+            "peak_rss_mib": {"videovector": vv_peak, "faster_whisper_process": fw_peak},
             "decoding": {i: DECODING[i] for i in rows},
             "notes": {"seconds": "videovector: time the process reports (decode + transcription); "
                                  "videovector (process): wall time of the whole subprocess; faster-whisper: "
