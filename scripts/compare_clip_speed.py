@@ -4,9 +4,14 @@ same ViT-B/32-sized random checkpoint, same inputs, same machine, one run.
     .venv-ref/bin/python scripts/compare_clip_speed.py [--threads N]
 
 The checkpoint is written by the Rust example (target/bench-models/clip-vit-b32-random); both
-sides compute projected image features for batches of 1 and 32.
+sides compute projected image features for batches of 1 and 32, first with f32 weights, then
+with 8-bit linear layers: ours are ggml's Q8_0 (`--int8`), torch's are its dynamic int8
+quantization (`torch.ao.quantization.quantize_dynamic` on every `nn.Linear`), the nearest
+thing torch offers. Each 8-bit row gives the lowest cosine, over the batch, of its features to
+the same side's f32 features.
 """
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -22,30 +27,48 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--threads", type=int, default=os.cpu_count())
 args = ap.parse_args()
 torch.set_num_threads(args.threads)
+env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
 
-ours = subprocess.run(["cargo", "run", "--quiet", "--release", "--example", "clip_speed", "--", DIR, "1", "32"],
-                      cwd=ROOT, check=True, capture_output=True, text=True).stdout
-ours = [json.loads(l) for l in ours.splitlines() if l.strip()]
 
-model = CLIPModel.from_pretrained(DIR).eval()
-rows = []
-for o in ours:
-    batch = o["batch"]
+def ours(*flags):
+    out = subprocess.run(["cargo", "run", "--quiet", "--release", "--example", "clip_speed", "--", DIR, *flags, "1", "32"],
+                         cwd=ROOT, check=True, capture_output=True, text=True, env=env).stdout
+    return [json.loads(l) for l in out.splitlines() if l.strip()]
+
+
+def pixels(batch):
     k = torch.arange(batch * 3 * 224 * 224, dtype=torch.float64)
-    pixels = (0.5 * torch.sin(0.01 * k) + 0.25 * torch.cos(0.003 * k)).float().reshape(batch, 3, 224, 224)
-    with torch.no_grad():
-        def feats():
-            out = model.vision_model(pixel_values=pixels).pooler_output
-            return model.visual_projection(out)
-        first = feats()[0, :4].tolist()
-        reps = 20 if batch == 1 else 3
-        start = time.perf_counter()
-        for _ in range(reps):
-            feats()
-        secs = (time.perf_counter() - start) / reps
-    rows.append((batch, o["images_per_second"], batch / secs, max(abs(a - b) for a, b in zip(first, o["first_features"]))))
+    return (0.5 * torch.sin(0.01 * k) + 0.25 * torch.cos(0.003 * k)).float().reshape(batch, 3, 224, 224)
 
-print(f"threads: torch {torch.get_num_threads()}, candle: all cores; torch {torch.__version__}")
-print(f"{'batch':>5} {'videovector img/s':>18} {'transformers img/s':>19} {'ratio':>6} {'max |diff| (4 values)':>22}")
-for batch, a, b, d in rows:
-    print(f"{batch:>5} {a:>18.1f} {b:>19.1f} {a / b:>6.2f} {d:>22.2e}")
+
+def features(model, x):
+    with torch.no_grad():
+        return model.visual_projection(model.vision_model(pixel_values=x).pooler_output)
+
+
+def time_torch(model, batch):
+    x = pixels(batch)
+    first = features(model, x)
+    reps = 20 if batch == 1 else 3
+    start = time.perf_counter()
+    for _ in range(reps):
+        features(model, x)
+    return batch * reps / (time.perf_counter() - start), first
+
+
+ours_f32, ours_int8 = ours(), ours("--int8")
+model = CLIPModel.from_pretrained(DIR).eval()
+quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+
+print(f"threads: {args.threads} (torch {torch.get_num_threads()}); torch {torch.__version__}")
+print(f"{'weights':>7} {'batch':>5} {'videovector img/s':>18} {'transformers img/s':>19} {'ratio':>6} "
+      f"{'ours: cos to f32':>16} {'torch: cos to f32':>17} {'max |diff| vs torch f32':>23}")
+for rows, name in [(ours_f32, "f32"), (ours_int8, "int8")]:
+    for o in rows:
+        batch = o["batch"]
+        rate, feats = time_torch(model if name == "f32" else quantized, batch)
+        reference = features(model, pixels(batch))
+        torch_cos = torch.nn.functional.cosine_similarity(feats, reference).min().item()
+        diff = max(abs(a - b) for a, b in zip(reference[0, :4].tolist(), o["first_features"]))
+        print(f"{name:>7} {batch:>5} {o['images_per_second']:>18.1f} {rate:>19.1f} {o['images_per_second'] / rate:>6.2f} "
+              f"{o['min_cosine_to_f32']:>16.5f} {torch_cos:>17.5f} {diff:>23.2e}")

@@ -44,7 +44,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use extraction::MAX_REPLY_TOKENS as DEFAULT_MAX_REPLY_TOKENS;
 pub use ids::{IndexId, JobId, LlmCallId, PromptId, RetryId, RunId, SegmentId, VideoId};
 pub use ml::llm::{DEFAULT_LANGUAGE_MODEL, HOSTED_MODEL_NAMES};
-pub use ml::{ModelChoice, DEFAULT_ASR_MODEL, DEFAULT_TEXT_MODEL, DEFAULT_VISUAL_MODEL};
+pub use ml::{ModelChoice, Precision, DEFAULT_ASR_MODEL, DEFAULT_TEXT_MODEL, DEFAULT_VISUAL_MODEL};
 pub use pipeline::{IngestOptions, OutputConfig};
 pub use search::{
     Aggregation, FilterHit, FilterResponse, FilterSearch, ImageInput, ImageSearch, Modality, ModalityMatch,

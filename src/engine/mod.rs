@@ -32,7 +32,7 @@ pub use videos::{Batch, IngestResult, SegmentQuery, StatusSnapshot, Submission, 
 
 use crate::error::{Error, Result};
 use crate::jobs::{JobContext, Runner, WorkerPool};
-use crate::ml::{ModelChoice, Models};
+use crate::ml::{ModelChoice, Models, Precision};
 use crate::pipeline::IngestRequest;
 use crate::store::{AnnConfig, Stores};
 use crate::types::{Job, JobKind};
@@ -54,6 +54,10 @@ pub struct EngineOptions {
     pub shot_model: ModelChoice,
     /// HNSW settings of the embedded vector store.
     pub ann: AnnConfig,
+    /// Weights of CLIP's image tower: [`Precision::F32`] (default, the checkpoint as it is) or
+    /// [`Precision::Int8`] (8-bit linear layers: 2.4x and 1.6x the images per second at batch 1
+    /// and 32 on a CPU, features at cosine 0.9995 or more to the f32 ones).
+    pub precision: Precision,
     /// Longest reply of the language model, in tokens, per extraction call. Default
     /// [`crate::DEFAULT_MAX_REPLY_TOKENS`]; a reply cut short fails its segment.
     pub max_reply_tokens: usize,
@@ -71,6 +75,7 @@ impl Default for EngineOptions {
             asr_model: ModelChoice::Default,
             shot_model: ModelChoice::Default,
             ann: AnnConfig::default(),
+            precision: Precision::F32,
             max_reply_tokens: crate::extraction::MAX_REPLY_TOKENS,
             workers: 1,
         }
@@ -104,6 +109,11 @@ impl EngineOptions {
 
     pub fn ann(mut self, ann: AnnConfig) -> Self {
         self.ann = ann;
+        self
+    }
+
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
         self
     }
 
@@ -216,6 +226,7 @@ impl Engine {
         let stores = Stores::embedded(&root, options.ann)?;
         let mut models = Models::new(options.visual_model, options.text_model, options.asr_model, root.clone());
         models.max_reply_tokens = options.max_reply_tokens;
+        models.precision = options.precision;
         models.set_shot_model(options.shot_model);
         let delivery = Arc::new(crate::delivery::db::Db::open(&root)?);
         let core = Arc::new(Core { root: root.clone(), stores, models, delivery });

@@ -1,15 +1,18 @@
 //! CLIP in the HF layout: the image tower embeds keyframes, the text tower embeds queries, into
-//! one space. Model code is candle's; this module maps HF `config.json` onto it, loads the
+//! one space. The text tower is candle's; the image tower is ours (`clip_vision.rs`: 8-bit
+//! weights on request, CPU kernels). This module maps HF `config.json` onto them, loads the
 //! tokenizer and preprocessing of the checkpoint, and batches.
 
 use candle_core::{Device, Tensor};
-use candle_transformers::models::clip::{text_model, vision_model, ClipConfig, ClipModel};
+use candle_transformers::models::clip::{text_model, vision_model, ClipConfig};
 use image::RgbImage;
 use rayon::prelude::*;
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
+use super::clip_vision::VisionTower;
 use super::preprocess::{preprocess, PreprocessConfig};
+use super::quant::Precision;
 use super::source::ModelFiles;
 use super::{model_err, ModelRef};
 use crate::error::{Error, Result};
@@ -163,7 +166,10 @@ impl HfClipConfig {
 
 /// A loaded CLIP model with its tokenizer and preprocessing.
 pub struct ClipEncoder {
-    model: ClipModel,
+    text: text_model::ClipTextTransformer,
+    text_projection: candle_nn::Linear,
+    vision: VisionTower,
+    precision: Precision,
     tokenizer: Tokenizer,
     preprocess: PreprocessConfig,
     max_tokens: usize,
@@ -174,7 +180,13 @@ pub struct ClipEncoder {
 }
 
 impl ClipEncoder {
+    /// The model in `files` with f32 weights.
     pub fn load(files: &ModelFiles, device: &Device) -> Result<Self> {
+        Self::load_with(files, device, Precision::F32)
+    }
+
+    /// The model in `files`, its image tower's linear layers in `precision`.
+    pub fn load_with(files: &ModelFiles, device: &Device, precision: Precision) -> Result<Self> {
         let id = &files.id;
         let read = |name: &str| -> Result<String> {
             let p = files.dir.join(name);
@@ -193,11 +205,24 @@ impl ClipEncoder {
         let config = hf.to_candle(id)?;
         let weights = files.dir.join("model.safetensors");
         let vb = super::mmap_weights(id, &weights, device)?;
-        let model = ClipModel::new(vb, &config).map_err(|e| super::weights_err(id, &weights, e))?;
+        let (text, text_projection, vision) = (|| {
+            let text = text_model::ClipTextTransformer::new(vb.pp("text_model"), &config.text_config)?;
+            let projection = candle_nn::linear_no_bias(
+                config.text_config.embed_dim,
+                config.text_config.projection_dim,
+                vb.pp("text_projection"),
+            )?;
+            let vision = VisionTower::load(vb.clone(), &config.vision_config, hf.projection_dim, precision)?;
+            candle_core::Result::Ok((text, projection, vision))
+        })()
+        .map_err(|e| super::weights_err(id, &weights, e))?;
         let tokenizer = Tokenizer::from_file(files.dir.join("tokenizer.json")).map_err(|e| model_err(id, e))?;
         let eos_token = hf.text_config.eos_token_id.unwrap_or((hf.text_config.vocab_size - 1) as u32);
         Ok(ClipEncoder {
-            model,
+            text,
+            text_projection,
+            vision,
+            precision,
             tokenizer,
             preprocess,
             max_tokens: hf.text_config.max_position_embeddings,
@@ -211,13 +236,18 @@ impl ClipEncoder {
         &self.model_ref
     }
 
+    /// The number format of the image tower's linear layers.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
     pub fn preprocess_config(&self) -> &PreprocessConfig {
         &self.preprocess
     }
 
     /// Projected image features before normalisation, for preprocessed CHW tensors `[n, 3, h, w]`.
     pub fn image_features(&self, pixels: &Tensor) -> Result<Tensor> {
-        self.model.get_image_features(pixels).map_err(|e| model_err(&self.model_ref.id, e))
+        self.vision.forward(pixels).map_err(|e| model_err(&self.model_ref.id, e))
     }
 
     /// Unit vectors for images, preprocessed in parallel and embedded in batches of [`IMAGE_BATCH`].
@@ -255,7 +285,7 @@ impl ClipEncoder {
         let ids = self.token_ids(text)?;
         let n = ids.len();
         let t = Tensor::from_vec(ids, (1, n), &self.device).map_err(|e| model_err(&self.model_ref.id, e))?;
-        self.model.get_text_features(&t).map_err(|e| model_err(&self.model_ref.id, e))
+        t.apply(&self.text).and_then(|h| h.apply(&self.text_projection)).map_err(|e| model_err(&self.model_ref.id, e))
     }
 
     /// Unit vectors for texts (one forward pass each: no padding, so no mask to get wrong).

@@ -7,7 +7,8 @@
 //!   (no split into heads, no transposed copy of the keys), and the output is written in the
 //!   `[n, state]` layout the output projection reads.
 //! - [`gelu`]: the exact (erf) GELU, in parallel chunks. candle's `gelu` is the tanh
-//!   approximation and its `gelu_erf` runs on one thread through libm.
+//!   approximation and its `gelu_erf` runs on one thread through libm. [`quick_gelu`] is
+//!   CLIP's x·σ(1.702·x) in one pass (candle takes three, on one thread).
 //!
 //! Both use one exponential, [`exp`] (Cephes' `expf`: a range reduction and a degree-6
 //! polynomial, within 2 ulp), written so that the compiler vectorises it. The loops are
@@ -49,6 +50,7 @@ macro_rules! best_of {
 
 best_of!(fn softmax_best(xs: &mut [f32]) = softmax_slice);
 best_of!(fn gelu_best(xs: &mut [f32]) = gelu_slice);
+best_of!(fn quick_gelu_best(xs: &mut [f32]) = quick_gelu_slice);
 best_of!(fn dot_rows_best(rows: &[f32], x: &[f32], out: &mut [f32]) = dot_rows);
 best_of!(fn attend_few_best(q: &[f32], k: &[f32], v: &[f32], s: Shape, first: usize, scores: &mut Vec<f32>, out: &mut [f32]) = attend_few);
 
@@ -70,21 +72,30 @@ fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     Ok(f(&all[layout.start_offset()..layout.start_offset() + t.elem_count()]))
 }
 
-/// Multi-head attention on the CPU: `q` `[1, n, state]`, `k` and `v` `[1, m, state]`, `heads`
-/// heads of `state / heads` channels, scores scaled by 1/√(state / heads). With `causal`
-/// = `Some(offset)`, query row `i` sees keys `0..=offset + i` only (a decoder fed `n` tokens
-/// after `offset` cached ones). Returns `[1, n, state]`.
+/// Multi-head attention on the CPU: `q` `[b, n, state]`, `k` and `v` `[b, m, state]`, `heads`
+/// heads of `state / heads` channels, scores scaled by 1/√(state / heads); the queries of batch
+/// item `i` attend its own keys and values. With `causal` = `Some(offset)`, query row `r` sees
+/// keys `0..=offset + r` only (a decoder fed `n` tokens after `offset` cached ones). Returns
+/// `[b, n, state]`.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, causal: Option<usize>) -> Result<Tensor> {
     let (b, n, state) = q.dims3()?;
     let (kb, m, kstate) = k.dims3()?;
-    if b != 1 || kb != 1 || kstate != state || v.dims() != k.dims() || heads == 0 || state % heads != 0 {
+    if b != kb || kstate != state || v.dims() != k.dims() || heads == 0 || state % heads != 0 {
         bail!("attention: q {:?}, k {:?}, v {:?} with {heads} heads", q.dims(), k.dims(), v.dims());
     }
-    let mut out = vec![0f32; n * state];
+    let mut out = vec![0f32; b * n * state];
+    let shape = Shape { m, state, heads, causal };
     with_slice(q, |q| {
-        with_slice(k, |k| with_slice(v, |v| attend(q, k, v, Shape { m, state, heads, causal }, &mut out)))
+        with_slice(k, |k| {
+            with_slice(v, |v| {
+                out.par_chunks_mut(n * state).enumerate().for_each(|(i, out)| {
+                    let (kv, len) = (i * m * state, m * state);
+                    attend(&q[i * n * state..][..n * state], &k[kv..][..len], &v[kv..][..len], shape, out)
+                })
+            })
+        })
     })???;
-    Tensor::from_vec(out, (1, n, state), &Device::Cpu)
+    Tensor::from_vec(out, (b, n, state), &Device::Cpu)
 }
 
 #[derive(Clone, Copy)]
@@ -237,11 +248,21 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// The exact GELU, x·Φ(x), of a CPU tensor (any shape), in parallel chunks.
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    elementwise(x, gelu_best)
+}
+
+/// CLIP's "quick" GELU, x·σ(1.702·x), of a CPU tensor (any shape), in parallel chunks.
+pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
+    elementwise(x, quick_gelu_best)
+}
+
+/// `f` applied in place to a copy of `x`, in parallel chunks.
+fn elementwise(x: &Tensor, f: fn(&mut [f32])) -> Result<Tensor> {
     let mut out = vec![0f32; x.elem_count()];
     with_slice(x, |xs| {
         out.par_chunks_mut(16 * 1024).zip(xs.par_chunks(16 * 1024)).for_each(|(o, x)| {
             o.copy_from_slice(x);
-            gelu_best(o);
+            f(o);
         })
     })?;
     Tensor::from_vec(out, x.shape(), &Device::Cpu)
@@ -285,6 +306,11 @@ fn softmax_slice(xs: &mut [f32]) {
 #[inline(always)]
 fn gelu_slice(xs: &mut [f32]) {
     xs.iter_mut().for_each(|x| *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2)));
+}
+
+#[inline(always)]
+fn quick_gelu_slice(xs: &mut [f32]) {
+    xs.iter_mut().for_each(|x| *x /= 1.0 + exp(-1.702 * *x));
 }
 
 /// eˣ (Cephes' `expf`), for x in [-87, 88] (clamped there: e⁻⁸⁷ is 1.6e-38, and larger
@@ -399,17 +425,22 @@ mod tests {
         let dev = Device::Cpu;
         // Sizes that leave a partial block of rows and a partial chunk of lanes; an encoder
         // (no mask), a decoder prompt (causal after cached tokens) and one decoding step.
-        for (n, m, causal) in [(75, 75, None), (5, 12, Some(7)), (3, 30, Some(2)), (1, 40, None)] {
-            let q = Tensor::randn(0f32, 1.0, (1, n, 48), &dev).unwrap();
-            let k = Tensor::randn(0f32, 1.0, (1, m, 48), &dev).unwrap();
-            let v = Tensor::randn(0f32, 1.0, (1, m, 48), &dev).unwrap();
+        // A batch of three images' tokens, each attending its own keys only.
+        for (b, n, m, causal) in
+            [(1, 75, 75, None), (1, 5, 12, Some(7)), (1, 3, 30, Some(2)), (1, 1, 40, None), (3, 50, 50, None)]
+        {
+            let q = Tensor::randn(0f32, 1.0, (b, n, 48), &dev).unwrap();
+            let k = Tensor::randn(0f32, 1.0, (b, m, 48), &dev).unwrap();
+            let v = Tensor::randn(0f32, 1.0, (b, m, 48), &dev).unwrap();
             let got = attention(&q, &k, &v, 6, causal).unwrap();
             let want = reference(&q, &k, &v, 6, causal);
             let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(diff < 1e-5, "n {n}, m {m}, causal {causal:?}: differs by {diff}");
+            assert!(diff < 1e-5, "b {b}, n {n}, m {m}, causal {causal:?}: differs by {diff}");
         }
         let q = Tensor::zeros((1, 3, 48), candle_core::DType::F32, &dev).unwrap();
         assert!(attention(&q, &q, &q, 5, None).is_err(), "48 channels do not split into 5 heads");
+        let two = Tensor::zeros((2, 3, 48), candle_core::DType::F32, &dev).unwrap();
+        assert!(attention(&two, &q, &q, 6, None).is_err(), "two batch items of queries, one of keys");
     }
 
     #[test]
@@ -423,10 +454,14 @@ mod tests {
     }
 
     #[test]
-    fn gelu_is_the_erf_gelu() {
+    fn gelu_is_the_erf_gelu_and_quick_gelu_the_sigmoid_one() {
         let x = Tensor::randn(0f32, 3.0, (3, 20_001), &Device::Cpu).unwrap();
         let diff = (gelu(&x).unwrap() - x.gelu_erf().unwrap()).unwrap().abs().unwrap();
         let worst = diff.max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(worst < 1e-5, "differs from candle's gelu_erf by {worst}");
+        let want = (&x * candle_nn::ops::sigmoid(&(&x * 1.702).unwrap()).unwrap()).unwrap();
+        let diff = (quick_gelu(&x).unwrap() - want).unwrap().abs().unwrap();
+        let worst = diff.max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(worst < 1e-5, "quick GELU differs from x·σ(1.702x) by {worst}");
     }
 }

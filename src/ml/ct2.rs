@@ -327,8 +327,8 @@ pub fn whisper_to_hf(
 pub fn convert_whisper_folder(src: &Path, dst: &Path) -> Result<()> {
     let (tensors, config) = load_ct2_folder(src, &src.display().to_string(), &Device::Cpu)?;
     std::fs::create_dir_all(dst).map_err(|e| Error::io(dst, e))?;
-    candle_core::safetensors::save(&tensors, dst.join("model.safetensors"))
-        .map_err(|e| model_err(&src.display().to_string(), e))?;
+    let weights = dst.join("model.safetensors");
+    candle_core::safetensors::save(&tensors, &weights).map_err(|e| model_err(&weights.display().to_string(), e))?;
     let text = serde_json::to_string_pretty(&config).expect("json serialises");
     std::fs::write(dst.join("config.json"), text).map_err(|e| Error::io(dst, e))?;
     std::fs::copy(src.join("tokenizer.json"), dst.join("tokenizer.json"))

@@ -2,11 +2,13 @@
 //! all producing unit vectors.
 
 pub mod clip;
+pub mod clip_vision;
 pub mod cpu;
 pub mod ct2;
 pub mod llm;
 mod models;
 pub mod preprocess;
+pub mod quant;
 pub mod source;
 pub mod testing;
 pub mod text;
@@ -22,6 +24,7 @@ use candle_nn::VarBuilder;
 pub use clip::ClipEncoder;
 pub use models::ModelChoice;
 pub(crate) use models::{Models, Role, SpeechModel};
+pub use quant::Precision;
 pub use source::ModelFiles;
 pub use text::TextEncoder;
 pub use whisper::WhisperModel;

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use super::llm::{self, LanguageModel};
 use super::transnet::{self, TransNet};
-use super::{clip::CLIP_FILES, source, text::TEXT_MODEL_FILES, ClipEncoder, ModelFiles, TextEncoder, WhisperModel};
+use super::{
+    clip::CLIP_FILES, source, text::TEXT_MODEL_FILES, ClipEncoder, ModelFiles, Precision, TextEncoder, WhisperModel,
+};
 use crate::error::{Error, Result};
 
 /// How long a failed or absent model is not looked for again.
@@ -120,6 +122,8 @@ pub(crate) struct Models {
     language: Mutex<HashMap<PathBuf, Arc<Mutex<LanguageModel>>>>,
     /// Longest reply of an extraction call, in tokens.
     pub max_reply_tokens: usize,
+    /// Weights of the image tower's linear layers.
+    pub precision: Precision,
 }
 
 /// A Whisper decoder on loan from the pool; goes back when dropped.
@@ -163,6 +167,7 @@ impl Models {
             speech_pool: Mutex::default(),
             language: Mutex::default(),
             max_reply_tokens: 512,
+            precision: Precision::F32,
         }
     }
 
@@ -207,7 +212,7 @@ impl Models {
 
     /// The visual model; `Ok(None)` when turned off or, for the default, not found.
     pub fn visual(&self) -> Result<Option<Arc<ClipEncoder>>> {
-        self.get(Role::Visual, &self.visual, ClipEncoder::load)
+        self.get(Role::Visual, &self.visual, |files, device| ClipEncoder::load_with(files, device, self.precision))
     }
 
     /// The sentence encoder; `Ok(None)` when turned off or, for the default, not found.

@@ -22,6 +22,22 @@ pub const VIT_B32_CONFIG: &str = r#"{
                     "image_size": 224, "patch_size": 32, "num_channels": 3, "hidden_act": "quick_gelu"}
 }"#;
 
+/// A ViT-B/32-sized CLIP with random weights (candle's initialisation), in memory.
+pub fn random_vit_b32() -> candle_core::Result<VarMap> {
+    let map = VarMap::new();
+    let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+    // Tensors candle only reads when present (else it draws fresh ones on every load): create
+    // them first so that the map is the whole model.
+    vb.pp("vision_model.embeddings").get_with_hints(
+        768,
+        "class_embedding",
+        candle_nn::Init::Randn { mean: 0.0, stdev: 0.02 },
+    )?;
+    vb.get_with_hints((), "logit_scale", candle_nn::Init::Const(2.6592))?;
+    ClipModel::new(vb, &ClipConfig::vit_base_patch32())?;
+    Ok(map)
+}
+
 /// Write a ViT-B/32-sized CLIP with random weights (candle's default initialisers) into `dir`,
 /// with the tiny test tokenizer and the standard preprocessing. Skipped when already there.
 pub fn write_random_vit_b32(dir: &Path, tokenizer_json: &Path, preprocessor_json: &Path) -> Result<()> {
@@ -30,16 +46,7 @@ pub fn write_random_vit_b32(dir: &Path, tokenizer_json: &Path, preprocessor_json
         return Ok(());
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let map = VarMap::new();
-    let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
-    // Tensors candle only reads when present (else it draws fresh ones on every load): create
-    // them first so that the saved checkpoint is the whole model.
-    let err = |e: candle_core::Error| super::model_err("random-vit-b32", e);
-    vb.pp("vision_model.embeddings")
-        .get_with_hints(768, "class_embedding", candle_nn::Init::Randn { mean: 0.0, stdev: 0.02 })
-        .map_err(err)?;
-    vb.get_with_hints((), "logit_scale", candle_nn::Init::Const(2.6592)).map_err(err)?;
-    ClipModel::new(vb, &ClipConfig::vit_base_patch32()).map_err(err)?;
+    let map = random_vit_b32().map_err(|e| super::model_err("random-vit-b32", e))?;
     map.save(&weights).map_err(|e| super::model_err("random-vit-b32", e))?;
     std::fs::write(dir.join("config.json"), VIT_B32_CONFIG).map_err(|e| Error::io(dir, e))?;
     for (from, name) in [(tokenizer_json, "tokenizer.json"), (preprocessor_json, "preprocessor_config.json")] {
