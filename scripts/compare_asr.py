@@ -20,7 +20,8 @@ Implementations (rows):
                        (model load and start-up excluded); `videovector (process)` is the wall
                        time of the whole subprocess (start-up and model load included, once
                        per file).
-  faster-whisper       WhisperModel(DIR, device="cpu", compute_type="float32",
+  faster-whisper       WhisperModel(DIR, device="cpu", compute_type="float32" (with --int8:
+                       "int8", and videovector runs with --precision int8),
                        cpu_threads=--threads); transcribe(beam_size=1, best_of=1,
                        temperature=0.0, condition_on_previous_text=False, vad_filter=False,
                        word_timestamps=False, language="en") - the same greedy search. The time
@@ -136,9 +137,9 @@ def slideshow_order(fixtures, refs):
 
 # ---------------------------------------------------------------- videovector
 
-def run_videovector(binary, model_dir, data_dir, path, threads):
+def run_videovector(binary, model_dir, data_dir, path, threads, precision):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-    cmd = [str(binary), "--data-dir", str(data_dir), "--asr-model", str(model_dir),
+    cmd = [str(binary), "--data-dir", str(data_dir), "--asr-model", str(model_dir), "--precision", precision,
            "--visual-model", "off", "asr", str(path), "--json"]
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -248,6 +249,9 @@ def main():
                          "RAYON_NUM_THREADS (default: %(default)s)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per file, median time kept (default: 1)")
     ap.add_argument("--no-beam5", action="store_true", help="skip the faster-whisper beam_size=5 row")
+    ap.add_argument("--int8", action="store_true",
+                    help="8-bit weights on both sides: videovector --precision int8 (the decoder's linear layers "
+                         "and vocabulary product in ggml Q8_0), faster-whisper compute_type=\"int8\"")
     ap.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the numbers as JSON")
     args = ap.parse_args()
 
@@ -270,13 +274,15 @@ def main():
 
     impls = [VV, FW] + ([] if args.no_beam5 else [FW5])
     results = {VV: {}, VV_PROC: {}, FW: {}, FW5: {}}
-    print(f"model {model_dir}, {args.threads} threads, {len(ids)} LibriVox files + slideshow.mp4, "
+    print(f"model {model_dir}, {args.threads} threads, {'int8' if args.int8 else 'f32'} weights, {len(ids)} LibriVox files + slideshow.mp4, "
           f"repeat {args.repeat}", file=sys.stderr)
 
     # videovector: one process per file.
-    run_videovector(args.binary, model_dir, args.data_dir, inputs[ids[0]], args.threads)  # warm-up
+    precision = "int8" if args.int8 else "f32"
+    run_videovector(args.binary, model_dir, args.data_dir, inputs[ids[0]], args.threads, precision)  # warm-up
     for u, path in inputs.items():
-        r = timed(lambda: run_videovector(args.binary, model_dir, args.data_dir, path, args.threads), args.repeat)
+        r = timed(lambda: run_videovector(args.binary, model_dir, args.data_dir, path, args.threads, precision),
+                  args.repeat)
         results[VV][u] = r
         results[VV_PROC][u] = dict(r, seconds=r["wall"])
         print(f"  {VV:22} {u:45} {r['seconds']:7.2f} s  {r['text']}", file=sys.stderr)
@@ -284,7 +290,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="compare-asr-") as tmp:
         fw_dir = ct2_folder_for_faster_whisper(model_dir, tmp)
         t0 = time.perf_counter()
-        model = WhisperModel(str(fw_dir), device="cpu", compute_type="float32", cpu_threads=args.threads)
+        compute_type = "int8" if args.int8 else "float32"
+        model = WhisperModel(str(fw_dir), device="cpu", compute_type=compute_type, cpu_threads=args.threads)
         fw_load = time.perf_counter() - t0
         for impl in impls[1:]:
             run_faster_whisper(model, inputs[ids[0]], impl)  # warm-up

@@ -52,6 +52,13 @@ pub fn transcribe_file(engine: &Engine, path: &Path) -> Result<FileTranscript> {
     Ok(FileTranscript { phrases, audio_seconds })
 }
 
+/// Load the engine's speech model now (it is otherwise loaded on first use), so that a timed
+/// [`transcribe_file`] after it measures transcription alone.
+pub fn load_speech_model(engine: &Engine) -> Result<()> {
+    let models = &engine.core().models;
+    models.speech()?.ok_or_else(|| models.missing(Role::Speech)).map(drop)
+}
+
 /// Convert a CTranslate2 Whisper folder (`model.bin`) into an HF one (`model.safetensors`).
 pub fn convert_whisper_folder(from: &Path, to: &Path) -> Result<()> {
     crate::ml::ct2::convert_whisper_folder(from, to)

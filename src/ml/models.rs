@@ -122,7 +122,7 @@ pub(crate) struct Models {
     language: Mutex<HashMap<PathBuf, Arc<Mutex<LanguageModel>>>>,
     /// Longest reply of an extraction call, in tokens.
     pub max_reply_tokens: usize,
-    /// Weights of the image tower's linear layers.
+    /// Weights of the image tower's and of Whisper's decoder's linear layers.
     pub precision: Precision,
 }
 
@@ -222,7 +222,9 @@ impl Models {
 
     /// A Whisper decoder of its own; `Ok(None)` when turned off or, for the default, not found.
     pub fn speech(&self) -> Result<Option<SpeechModel<'_>>> {
-        let Some(base) = self.get(Role::Speech, &self.speech, WhisperModel::load)? else {
+        let load =
+            |files: &ModelFiles, device: &candle_core::Device| WhisperModel::load_with(files, device, self.precision);
+        let Some(base) = self.get(Role::Speech, &self.speech, load)? else {
             return Ok(None);
         };
         let idle = self.speech_pool.lock().unwrap_or_else(|p| p.into_inner()).pop();

@@ -72,6 +72,14 @@ impl Linear {
     pub fn is_int8(&self) -> bool {
         matches!(self.weight, Weight::Int8(_))
     }
+
+    /// The 8-bit product of a layer without bias, if it is 8-bit.
+    pub fn into_int8(self) -> Option<QMatMul> {
+        match self.weight {
+            Weight::Int8(q) => Some(q),
+            Weight::F32(_) => None,
+        }
+    }
 }
 
 impl Module for Linear {

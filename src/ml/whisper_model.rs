@@ -6,8 +6,10 @@
 //! vocabulary product run on the kernels in `cpu.rs`.
 
 use candle_core::{Device, Module, Result, Tensor, D};
-use candle_nn::{embedding, linear, linear_no_bias, Conv1d, Conv1dConfig, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{embedding, Conv1d, Conv1dConfig, Embedding, LayerNorm, VarBuilder};
 use candle_transformers::models::whisper::Config;
+
+use super::quant::{Linear, Precision};
 
 fn layer_norm(size: usize, vb: VarBuilder) -> Result<LayerNorm> {
     Ok(LayerNorm::new(vb.get(size, "weight")?, vb.get(size, "bias")?, 1e-5))
@@ -24,12 +26,14 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(n_state: usize, n_head: usize, vb: VarBuilder) -> Result<Self> {
+    /// `keys`: the precision of the key and value projections, `rest` that of the others.
+    fn load(n_state: usize, n_head: usize, vb: VarBuilder, keys: Precision, rest: Precision) -> Result<Self> {
+        let linear = |bias, vb, precision| Linear::load(n_state, n_state, bias, vb, precision);
         Ok(Attention {
-            query: linear(n_state, n_state, vb.pp("q_proj"))?,
-            key: linear_no_bias(n_state, n_state, vb.pp("k_proj"))?,
-            value: linear(n_state, n_state, vb.pp("v_proj"))?,
-            out: linear(n_state, n_state, vb.pp("out_proj"))?,
+            query: linear(true, vb.pp("q_proj"), rest)?,
+            key: linear(false, vb.pp("k_proj"), keys)?,
+            value: linear(true, vb.pp("v_proj"), keys)?,
+            out: linear(true, vb.pp("out_proj"), rest)?,
             n_head,
         })
     }
@@ -89,21 +93,24 @@ struct Block {
 }
 
 impl Block {
-    fn load(n_state: usize, n_head: usize, cross: bool, vb: VarBuilder) -> Result<Self> {
+    /// A block with its linear layers in `precision`, except cross-attention's keys and values,
+    /// which are f32: they are computed once per window over its 1500 audio positions, where
+    /// the 8-bit product is slower than the f32 one.
+    fn load(n_state: usize, n_head: usize, cross: bool, vb: VarBuilder, precision: Precision) -> Result<Self> {
         let cross = if cross {
             Some((
-                Attention::load(n_state, n_head, vb.pp("encoder_attn"))?,
+                Attention::load(n_state, n_head, vb.pp("encoder_attn"), Precision::F32, precision)?,
                 layer_norm(n_state, vb.pp("encoder_attn_layer_norm"))?,
             ))
         } else {
             None
         };
         Ok(Block {
-            attn: Attention::load(n_state, n_head, vb.pp("self_attn"))?,
+            attn: Attention::load(n_state, n_head, vb.pp("self_attn"), precision, precision)?,
             attn_ln: layer_norm(n_state, vb.pp("self_attn_layer_norm"))?,
             cross,
-            fc1: linear(n_state, 4 * n_state, vb.pp("fc1"))?,
-            fc2: linear(4 * n_state, n_state, vb.pp("fc2"))?,
+            fc1: Linear::load(n_state, 4 * n_state, true, vb.pp("fc1"), precision)?,
+            fc2: Linear::load(4 * n_state, n_state, true, vb.pp("fc2"), precision)?,
             mlp_ln: layer_norm(n_state, vb.pp("final_layer_norm"))?,
         })
     }
@@ -162,7 +169,7 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
+    fn load(vb: VarBuilder, cfg: &Config, precision: Precision) -> Result<Self> {
         let conv = |cin: usize, stride: usize, vb: VarBuilder| -> Result<Conv1d> {
             let config = Conv1dConfig { padding: 1, stride, groups: 1, dilation: 1, cudnn_fwd_algo: None };
             Ok(Conv1d::new(vb.get((cfg.d_model, cin, 3), "weight")?, Some(vb.get(cfg.d_model, "bias")?), config))
@@ -172,7 +179,15 @@ impl Encoder {
             conv2: conv(cfg.d_model, 2, vb.pp("conv2"))?,
             positions: sinusoids(cfg.max_source_positions, cfg.d_model, vb.device())?,
             blocks: (0..cfg.encoder_layers)
-                .map(|i| Block::load(cfg.d_model, cfg.encoder_attention_heads, false, vb.pp(format!("layers.{i}"))))
+                .map(|i| {
+                    Block::load(
+                        cfg.d_model,
+                        cfg.encoder_attention_heads,
+                        false,
+                        vb.pp(format!("layers.{i}")),
+                        precision,
+                    )
+                })
                 .collect::<Result<_>>()?,
             ln_post: layer_norm(cfg.d_model, vb.pp("layer_norm"))?,
         })
@@ -194,6 +209,8 @@ impl Encoder {
 #[derive(Debug, Clone)]
 pub struct Decoder {
     tokens: Embedding,
+    /// The token embeddings in 8 bits, for the vocabulary product, when the decoder is 8-bit.
+    vocab: Option<candle_core::quantized::QMatMul>,
     positions: Tensor,
     blocks: Vec<Block>,
     ln: LayerNorm,
@@ -219,12 +236,17 @@ impl DecodeState {
 }
 
 impl Decoder {
-    fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
+    fn load(vb: VarBuilder, cfg: &Config, precision: Precision) -> Result<Self> {
+        let tokens = embedding(cfg.vocab_size, cfg.d_model, vb.pp("embed_tokens"))?;
+        let vocab = Linear::new(tokens.embeddings().clone(), None, precision)?.into_int8();
         Ok(Decoder {
-            tokens: embedding(cfg.vocab_size, cfg.d_model, vb.pp("embed_tokens"))?,
+            tokens,
+            vocab,
             positions: vb.get((cfg.max_target_positions, cfg.d_model), "embed_positions.weight")?,
             blocks: (0..cfg.decoder_layers)
-                .map(|i| Block::load(cfg.d_model, cfg.decoder_attention_heads, true, vb.pp(format!("layers.{i}"))))
+                .map(|i| {
+                    Block::load(cfg.d_model, cfg.decoder_attention_heads, true, vb.pp(format!("layers.{i}")), precision)
+                })
                 .collect::<Result<_>>()?,
             ln: layer_norm(cfg.d_model, vb.pp("layer_norm"))?,
         })
@@ -257,7 +279,9 @@ impl Decoder {
         }
         state.fed += n;
         let last = self.ln.forward(&x.narrow(1, n - 1, 1)?)?.squeeze(0)?; // [1, state]
-        if last.device().is_cpu() {
+        if let Some(vocab) = &self.vocab {
+            vocab.forward(&last)?.squeeze(0)
+        } else if last.device().is_cpu() {
             super::cpu::logits(&last, self.tokens.embeddings())
         } else {
             last.matmul(&self.tokens.embeddings().t()?)?.squeeze(0)
@@ -273,10 +297,11 @@ pub struct Model {
 }
 
 impl Model {
-    pub fn load(vb: &VarBuilder, cfg: &Config) -> Result<Self> {
+    /// The model with its encoder's and its decoder's linear layers in these precisions.
+    pub fn load(vb: &VarBuilder, cfg: &Config, encoder: Precision, decoder: Precision) -> Result<Self> {
         Ok(Model {
-            encoder: Encoder::load(vb.pp("model.encoder"), cfg)?,
-            decoder: Decoder::load(vb.pp("model.decoder"), cfg)?,
+            encoder: Encoder::load(vb.pp("model.encoder"), cfg, encoder)?,
+            decoder: Decoder::load(vb.pp("model.decoder"), cfg, decoder)?,
         })
     }
 }

@@ -8,7 +8,7 @@ use candle_core::{Device, IndexOp};
 use serde_json::Value;
 use videovector::internals::media::{decode, DecodeOptions, Flow, FrameSink, VideoFrame};
 use videovector::internals::ml::whisper::{mel_filters, WhisperModel, WHISPER_FILES};
-use videovector::internals::ml::{source, DEFAULT_ASR_MODEL};
+use videovector::internals::ml::{source, Precision, DEFAULT_ASR_MODEL};
 
 use crate::common::fixture;
 
@@ -121,9 +121,9 @@ fn mel_filters_are_slaney_like_the_reference() {
     }
 }
 
-#[test]
-fn word_error_rate_on_librivox_is_low_and_silence_gives_no_text() {
-    let mut model = tiny_en();
+/// Word errors and reference words of `model` over the LibriVox utterances, with what it heard;
+/// checks the timestamps on the way.
+fn librivox_errors(model: &mut WhisperModel) -> (usize, usize, Vec<String>) {
     let listing = std::fs::read_to_string(fixture("librivox/transcription")).unwrap();
     let (mut errors, mut words) = (0, 0);
     let mut report = Vec::new();
@@ -144,6 +144,28 @@ fn word_error_rate_on_librivox_is_low_and_silence_gives_no_text() {
         assert!(out.phrases.windows(2).all(|w| w[0].end <= w[1].start + 1e-9), "{:?}", out.phrases);
         assert!(out.phrases.iter().all(|p| p.start >= 0.0 && p.end <= secs + 0.02), "{:?}", out.phrases);
     }
+    (errors, words, report)
+}
+
+/// 8-bit decoder weights hear LibriVox as well as f32 ones (at most one word more wrong).
+#[test]
+fn an_int8_decoder_keeps_the_word_error_rate() {
+    let files = source::resolve(DEFAULT_ASR_MODEL, &WHISPER_FILES[..1], &source::search_dirs(None)).unwrap();
+    let mut int8 = WhisperModel::load_with(&files, &Device::Cpu, Precision::Int8).unwrap();
+    assert_eq!(int8.precision(), Precision::Int8);
+    let (f32_errors, words, _) = librivox_errors(&mut tiny_en());
+    let (errors, _, report) = librivox_errors(&mut int8);
+    assert!(
+        errors <= f32_errors + 1,
+        "int8: {errors} of {words} words wrong, f32: {f32_errors}\n{}",
+        report.join("\n")
+    );
+}
+
+#[test]
+fn word_error_rate_on_librivox_is_low_and_silence_gives_no_text() {
+    let mut model = tiny_en();
+    let (errors, words, report) = librivox_errors(&mut model);
     let wer = errors as f64 / words as f64;
     assert!(wer <= 0.15, "WER {wer:.3} ({errors}/{words})\n{}", report.join("\n"));
     for name in ["silence.wav", "tone.wav", "noise.wav"] {
