@@ -12,6 +12,11 @@ use crate::error::{Error, Result};
 /// Sample rate of the PCM handed to [`FrameSink::audio_samples`]: what Whisper and the pause detector expect.
 pub const ANALYSIS_SAMPLE_RATE: u32 = 16_000;
 
+/// Microseconds spanned by `samples` samples at [`ANALYSIS_SAMPLE_RATE`] (rounded down).
+pub fn samples_to_us(samples: u64) -> i64 {
+    (samples as i64 * 1_000_000) / i64::from(ANALYSIS_SAMPLE_RATE)
+}
+
 /// Frame duration assumed when a stream declares no frame rate at all (25 fps).
 const FALLBACK_FRAME_US: i64 = 40_000;
 

@@ -6,11 +6,8 @@ use candle_core::{IndexOp, Module, Result, Tensor, D};
 use candle_nn::{Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
 use candle_transformers::models::clip::vision_model::ClipVisionConfig;
 
+use super::layer_norm;
 use super::quant::{Linear, Precision};
-
-fn layer_norm(size: usize, vb: VarBuilder) -> Result<LayerNorm> {
-    Ok(LayerNorm::new(vb.get(size, "weight")?, vb.get(size, "bias")?, 1e-5))
-}
 
 #[derive(Debug, Clone)]
 struct Layer {

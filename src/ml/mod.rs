@@ -61,6 +61,11 @@ pub fn l2_normalize(t: &Tensor) -> candle_core::Result<Tensor> {
     t.broadcast_div(&norm)
 }
 
+/// A layer norm stored as `weight` and `bias`, with epsilon 1e-5 (CLIP's and Whisper's).
+pub(crate) fn layer_norm(size: usize, vb: VarBuilder) -> candle_core::Result<candle_nn::LayerNorm> {
+    Ok(candle_nn::LayerNorm::new(vb.get(size, "weight")?, vb.get(size, "bias")?, 1e-5))
+}
+
 /// A model error in one line: candle attaches a backtrace to its errors when `RUST_BACKTRACE`
 /// is set, which is for developers, not for the user reading the message.
 pub(crate) fn model_err(model: &str, e: impl std::fmt::Display) -> Error {

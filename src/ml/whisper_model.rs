@@ -9,11 +9,8 @@ use candle_core::{Device, Module, Result, Tensor, D};
 use candle_nn::{embedding, Conv1d, Conv1dConfig, Embedding, LayerNorm, VarBuilder};
 use candle_transformers::models::whisper::Config;
 
+use super::layer_norm;
 use super::quant::{Linear, Precision};
-
-fn layer_norm(size: usize, vb: VarBuilder) -> Result<LayerNorm> {
-    Ok(LayerNorm::new(vb.get(size, "weight")?, vb.get(size, "bias")?, 1e-5))
-}
 
 /// Multi-head attention; the key projection has no bias.
 #[derive(Debug, Clone)]

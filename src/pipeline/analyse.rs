@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::jobs::JobContext;
-use crate::media::{self, DecodeOptions, Flow, FrameSink, MediaInfo, MediaType, VideoFrame, ANALYSIS_SAMPLE_RATE};
+use crate::media::{self, DecodeOptions, Flow, FrameSink, MediaInfo, MediaType, VideoFrame};
 use crate::ml::transnet::TransNet;
 use crate::segment::{AudioEnergy, Cut, FrameStats, ShotConfig, ShotDetector};
 use crate::types::JobStage;
@@ -124,11 +124,8 @@ pub(crate) fn analyse(path: &Path, shots: &ShotConfig, model: Option<&TransNet>,
     let summary = summary?;
     let (cuts, frames) = detected?;
     let audio_db = energy.finish();
-    let duration_us = if info.video.is_some() {
-        summary.video_end_us
-    } else {
-        (summary.audio_samples as i64 * 1_000_000) / i64::from(ANALYSIS_SAMPLE_RATE)
-    };
+    let duration_us =
+        if info.video.is_some() { summary.video_end_us } else { media::samples_to_us(summary.audio_samples) };
     if duration_us <= 0 {
         return Err(Error::media(path, "no audio samples or video frames could be decoded"));
     }

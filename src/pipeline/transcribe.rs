@@ -18,12 +18,17 @@ use crate::jobs::JobContext;
 use crate::media::{self, DecodeOptions, Flow, FrameSink, VideoFrame, ANALYSIS_SAMPLE_RATE};
 use crate::ml::whisper::{Phrase as TimedText, WhisperModel};
 use crate::ml::{Models, SpeechModel};
+use crate::segment::leading_silence;
 use crate::store::{all_segments, NewPhrase, Stores};
 use crate::types::{secs_to_us, us_to_secs, JobStage, Media, Phrase, Scope, Segment, SegmentKind, Space};
 
 /// Longest window Whisper hears (its context).
 const WINDOW_US: i64 = 30_000_000;
 const WINDOW_SAMPLES: usize = 30 * ANALYSIS_SAMPLE_RATE as usize;
+/// Silence kept before the first loud sound of a window, for soft onsets. Whisper stamps the
+/// first words of a window at 0.00 when they start this close to it, so this is also how early
+/// such a phrase may be said to start.
+const LEAD_US: i64 = 200_000;
 
 /// An audio segment (or a piece of one longer than 30 s) and its bounds in microseconds.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +69,7 @@ impl FrameSink for Windows<'_> {
     fn audio_samples(&mut self, samples: &[f32]) -> Result<Flow> {
         self.ctx.check()?;
         for &s in samples {
-            let position_us = (self.samples_seen as i64 * 1_000_000) / i64::from(ANALYSIS_SAMPLE_RATE);
+            let position_us = media::samples_to_us(self.samples_seen);
             self.samples_seen += 1;
             while self.current < self.bounds.len() && position_us >= self.bounds[self.current].end_us {
                 self.flush()?;
@@ -141,8 +146,16 @@ impl Pack {
         self.parts.last().is_none_or(|last| last.end_us == w.start_us) && self.pcm.len() + pcm.len() <= WINDOW_SAMPLES
     }
 
+    /// Add `w`; a window opens at most [`LEAD_US`] before its first loud sound.
     fn push(&mut self, w: &Window, pcm: &[f32]) {
-        self.parts.push(w.clone());
+        let mut w = w.clone();
+        let mut pcm = pcm;
+        if self.parts.is_empty() {
+            let skip = leading_silence(pcm, LEAD_US);
+            w.start_us += media::samples_to_us(skip as u64);
+            pcm = &pcm[skip..];
+        }
+        self.parts.push(w);
         self.pcm.extend_from_slice(pcm);
     }
 

@@ -169,6 +169,22 @@ pub fn pause_cuts(db: &[f32], duration_us: i64, config: &PauseConfig) -> Vec<i64
     cuts
 }
 
+/// Samples of leading silence in a stretch of 16 kHz audio that may be dropped before it is
+/// heard, keeping `margin_us` before the first loud 10 ms hop (by `silence_threshold` over the
+/// stretch itself). Zero when the stretch has no contrast. Audio segments are cut in the middle
+/// of pauses, so a window opens with up to half a pause of silence: Whisper tends to stamp the
+/// first words of a window at 0.00 however late they come, which put phrases a second or more
+/// early.
+pub fn leading_silence(pcm: &[f32], margin_us: i64) -> usize {
+    let mut energy = AudioEnergy::new();
+    energy.push(pcm);
+    let db = energy.finish();
+    let Some(threshold) = silence_threshold(&db) else { return 0 };
+    let onset = db.iter().position(|&d| d >= threshold).unwrap_or(0);
+    let margin_hops = (margin_us / ENERGY_HOP_US) as usize;
+    (onset.saturating_sub(margin_hops) * HOP_SAMPLES).min(pcm.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +229,19 @@ mod tests {
     fn silence_and_steady_tone_have_no_pauses() {
         assert!(find_pauses(&track(&[(5.0, -100.0)]), 0.3).is_empty());
         assert!(find_pauses(&track(&[(5.0, -12.0)]), 0.3).is_empty());
+    }
+
+    #[test]
+    fn leading_silence_stops_a_margin_before_the_first_loud_hop() {
+        let rate = ANALYSIS_SAMPLE_RATE as usize;
+        // 1.5 s of faint noise, then 1 s of a loud tone.
+        let mut pcm: Vec<f32> = (0..rate * 3 / 2).map(|i| if i % 2 == 0 { 1e-4 } else { -1e-4 }).collect();
+        pcm.extend((0..rate).map(|i| 0.5 * (i as f32 * 0.07).sin()));
+        assert_eq!(leading_silence(&pcm, 400_000), rate * 11 / 10, "1.5 s of silence less 0.4 s of margin");
+        // A margin longer than the silence keeps all of it.
+        assert_eq!(leading_silence(&pcm, 2_000_000), 0);
+        // Speech from the first sample, or no contrast at all: nothing to drop.
+        assert_eq!(leading_silence(&pcm[rate * 3 / 2..], 400_000), 0);
+        assert_eq!(leading_silence(&vec![0.0; rate], 400_000), 0);
     }
 }

@@ -8,7 +8,7 @@ mod keyframe;
 mod plan;
 mod shots;
 
-pub use audio::{AudioEnergy, PauseConfig, ENERGY_HOP_US};
+pub use audio::{leading_silence, AudioEnergy, PauseConfig, ENERGY_HOP_US};
 pub use keyframe::{choose_keyframe, frame_quality};
 pub use plan::{audio_spans, fixed_spans, smart_spans, spans_from_cuts, validate_tiling, video_spans, SmartConfig};
 pub use shots::{Cut, CutKind, FrameStats, ShotConfig, ShotDetector};

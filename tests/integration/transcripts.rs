@@ -35,6 +35,11 @@ fn each_utterance_lands_in_its_segment_and_text_search_finds_it() {
         let reference = normalise(truth["text"].as_str().unwrap());
         let errors = word_errors(&normalise(&said.join(" ")), &reference);
         assert!(errors * 4 <= reference.len(), "segment {k} ({}..{}) heard {said:?}", segment.start, segment.end);
+        // The utterance's first phrase starts when it does (a window that opened in the pause
+        // before it had it start 1.35 s early).
+        let first = transcript.phrases.iter().find(|p| (p.start + p.end) / 2.0 >= segment.start).unwrap();
+        let start = truth["start"].as_f64().unwrap();
+        assert!((first.start - start).abs() <= 0.5, "segment {k}: {first:?} starts {start} s into the media");
     }
     // Phrases are in order and do not overlap (a phrase belongs to one segment: the one holding its middle).
     assert!(transcript.phrases.windows(2).all(|w| w[0].end <= w[1].start + 1e-6), "{:?}", transcript.phrases);
