@@ -10,12 +10,13 @@
 //! the audio, or reaches the token limit), the next pass starts at the last timestamp, as
 //! OpenAI's and faster-whisper's seek loops do, so nothing after it is lost.
 
-use candle_core::{DType, Device, IndexOp, Tensor, D};
-use candle_nn::{ops::softmax, VarBuilder};
+use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_nn::VarBuilder;
 use candle_transformers::models::whisper as w;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
+use super::cpu;
 use super::quant::Precision;
 use super::source::ModelFiles;
 use super::whisper_model::{DecodeState, Model};
@@ -365,38 +366,41 @@ impl WhisperModel {
         let mut generated = 0usize;
         let mut no_speech_prob = 0f64;
         let limit = self.config.max_target_positions / 2;
+        // The step's logits, mask and masked logits, on the host: one copy of the logits per
+        // step, and the rules, the choice and its log-probability read them in place.
+        let mut mask = base_mask.clone();
+        let mut scores = vec![0f32; vocab];
         for step in 0..limit {
             if step > 0 {
                 logits = self.model.decoder.feed(&mut state, &tokens[tokens.len() - 1..])?;
             }
+            let step_logits = logits.to_vec1::<f32>()?;
             if step == 0 {
                 if let Some(ns) = self.no_speech {
                     // The no-speech probability is read at the first step after the prompt, as OpenAI does.
-                    no_speech_prob = f64::from(softmax(&logits, 0)?.i(ns as usize)?.to_scalar::<f32>()?);
+                    let lp = step_logits[ns as usize] - cpu::log_sum_exp(&step_logits);
+                    no_speech_prob = f64::from(lp.exp());
                 }
             }
-            let mut m = base_mask.clone();
+            mask.copy_from_slice(&base_mask);
             if tokens.len() == prompt_len || tokens[prompt_len..].iter().all(|&t| t >= self.timestamp_begin) {
                 for &t in &self.begin_suppress {
-                    if let Some(v) = m.get_mut(t as usize) {
+                    if let Some(v) = mask.get_mut(t as usize) {
                         *v = f32::NEG_INFINITY;
                     }
                 }
             }
-            self.apply_timestamp_rules(&tokens[prompt_len..], &logits, &mut m, max_ts)?;
-            let masked = logits.broadcast_add(&Tensor::new(m.as_slice(), &self.device)?)?;
-            let logprobs = candle_nn::ops::log_softmax(&masked, D::Minus1)?.to_vec1::<f32>()?;
-            let next = logprobs
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(i, _)| i as u32)
-                .unwrap_or(self.eot);
+            self.apply_timestamp_rules(&tokens[prompt_len..], &step_logits, &mut mask, max_ts);
+            for ((s, l), m) in scores.iter_mut().zip(&step_logits).zip(&mask) {
+                *s = l + m;
+            }
+            let next =
+                scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i as u32).unwrap_or(self.eot);
             tokens.push(next);
             if next == self.eot {
                 break;
             }
-            sum_logprob += f64::from(logprobs[next as usize]);
+            sum_logprob += f64::from(scores[next as usize] - cpu::log_sum_exp(&scores));
             generated += 1;
         }
         let avg_logprob = if generated == 0 { 0.0 } else { sum_logprob / generated as f64 };
@@ -411,13 +415,7 @@ impl WhisperModel {
     /// OpenAI's `ApplyTimestampRules`: timestamps come in pairs and never go back, the first
     /// token is a timestamp no later than `max_initial_timestamp`, and when the timestamps
     /// together are likelier than any text token, a timestamp comes next.
-    fn apply_timestamp_rules(
-        &self,
-        sampled: &[u32],
-        logits: &Tensor,
-        mask: &mut [f32],
-        max_ts: u32,
-    ) -> candle_core::Result<()> {
+    fn apply_timestamp_rules(&self, sampled: &[u32], logits: &[f32], mask: &mut [f32], max_ts: u32) {
         let tb = self.timestamp_begin as usize;
         let vocab = mask.len();
         let is_ts = |t: u32| t >= self.timestamp_begin;
@@ -442,14 +440,13 @@ impl WhisperModel {
         }
         // No timestamp beyond the end of the audio.
         mask[(tb + max_ts as usize + 1).min(vocab)..].iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
-        let masked = logits.broadcast_add(&Tensor::new(&*mask, logits.device())?)?;
-        let lp = candle_nn::ops::log_softmax(&masked, D::Minus1)?.to_vec1::<f32>()?;
-        let ts_total = log_sum_exp(&lp[tb..]);
-        let text_max = lp[..tb].iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        // Against the log-softmax of the masked logits; its normaliser is on both sides.
+        let timestamps: Vec<f32> = logits[tb..].iter().zip(&mask[tb..]).map(|(l, m)| l + m).collect();
+        let ts_total = cpu::log_sum_exp(&timestamps);
+        let text_max = logits[..tb].iter().zip(&mask[..tb]).map(|(l, m)| l + m).fold(f32::NEG_INFINITY, f32::max);
         if ts_total > text_max {
             mask[..tb].iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
         }
-        Ok(())
     }
 
     /// Split generated tokens into timed phrases; text after a last unclosed timestamp runs to
@@ -590,14 +587,6 @@ fn seek(sampled: &[u32], timestamp_begin: u32, window_secs: f64) -> (&[u32], f64
         Some(i) if !one_closing => (&sampled[..i], f64::from(sampled[i - 1] - timestamp_begin) * 0.02),
         _ => (sampled, window_secs),
     }
-}
-
-fn log_sum_exp(v: &[f32]) -> f32 {
-    let m = v.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    if m == f32::NEG_INFINITY {
-        return m;
-    }
-    m + v.iter().map(|x| (x - m).exp()).sum::<f32>().ln()
 }
 
 /// Cut a repetition loop ("the the the the ...", a phrase said over and over) back to its first

@@ -19,7 +19,10 @@ mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -205,10 +208,17 @@ async fn no_route(req: Request) -> ApiError {
 /// 405 or a body over the limit, come as plain text).
 async fn envelope(req: Request, next: Next) -> Response {
     let request_id = crate::ids::new("req");
+    let (req, body_read) = track_body(req);
     let response = next.run(req).await;
     let status = response.status();
     let (mut parts, body) = response.into_parts();
     parts.headers.insert("x-request-id", request_id.parse().expect("ascii id"));
+    if !body_read.load(Ordering::Acquire) {
+        // hyper closes a connection whose request body was left unread, right after the reply.
+        // Saying so in the reply keeps a client from sending its next request down that
+        // connection while it closes (a 403 before an upload, a 404 with a body).
+        parts.headers.insert(header::CONNECTION, "close".parse().expect("static"));
+    }
     if status.is_success() || status.is_informational() {
         return Response::from_parts(parts, body);
     }
@@ -231,6 +241,45 @@ async fn envelope(req: Request, next: Next) -> Response {
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(header::CONTENT_TYPE, "application/json".parse().expect("static"));
     Response::from_parts(parts, axum::body::Body::from(value.to_string()))
+}
+
+/// The request with its body wrapped to note when it has been read to its end (at once for a
+/// request without one).
+fn track_body(req: Request) -> (Request, Arc<AtomicBool>) {
+    let (parts, body) = req.into_parts();
+    let read = Arc::new(AtomicBool::new(http_body::Body::is_end_stream(&body)));
+    let tracked = Tracked { inner: body, read: read.clone() };
+    (Request::from_parts(parts, axum::body::Body::new(tracked)), read)
+}
+
+/// A request body that sets `read` once it has given its last frame.
+struct Tracked {
+    inner: axum::body::Body,
+    read: Arc<AtomicBool>,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.read.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Run an engine call on a blocking thread.

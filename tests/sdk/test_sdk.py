@@ -842,6 +842,31 @@ def test_api_key_scopes_rotation_and_revocation(
     assert rotated.key_id not in {k.key_id for k in admin.api_keys.list()}
 
 
+def test_a_reply_before_the_body_is_read_closes_the_connection(server: Server, admin: VideoVector) -> None:
+    """A write refused before its body is read (403) says `Connection: close`, since the server
+    drops that connection: a client that reused it could lose its next request (without the
+    header, the SDK's call after a 403 failed with "Request failed." about once in 3000). A
+    body that was read (422), and a request without one (404), keep the connection."""
+    reader = admin.api_keys.create(name=unique("sdk reader"), scopes=["read"])
+    body = {"name": "x", "bucket": "b", "region": "us-east-1"}
+    with server.http(api_key=reader.key) as http:
+        refused = http.post("/indexes", json={"name": unique("never made")})
+        assert refused.status_code == 403 and refused.headers.get("connection") == "close", refused.headers
+    with server.http() as http:
+        invalid = http.post("/indexes", json={"name": 7})
+        assert invalid.status_code == 422 and invalid.headers.get("connection") != "close", invalid.headers
+        missing = http.get("/indexes/idx_0000000000000000")
+        assert missing.status_code == 404 and missing.headers.get("connection") != "close", missing.headers
+        unrouted = http.post("/no-such-route", json=body)
+        assert unrouted.status_code == 404 and unrouted.headers.get("connection") == "close", unrouted.headers
+    with server.client(reader.key) as sdk:
+        for _ in range(300):
+            with pytest.raises(AuthorizationError):
+                sdk.indexes.create(name=unique("never made"))
+            assert isinstance(sdk.indexes.list(), list)
+    admin.api_keys.delete(reader.key_id)
+
+
 # --------------------------------------------------------------------------------------------
 # Usage and rate limits
 # --------------------------------------------------------------------------------------------
