@@ -242,17 +242,18 @@ const HEADS_APART: usize = 256;
 /// over its vocabulary, `[rows]`. The product reads every weight once, so its speed is that
 /// of memory; the rows are split over the threads (candle runs a one-row product on one).
 pub fn logits(x: &Tensor, weights: &Tensor) -> Result<Tensor> {
-    const CHUNK: usize = 2048;
     let (rows, state) = weights.dims2()?;
     if x.elem_count() != state {
         bail!("logits: x {:?} against weights {:?}", x.dims(), weights.dims());
     }
+    // Four chunks a thread at least, so a 384-row layer is shared out too.
+    let chunk = rows.div_ceil(4 * rayon::current_num_threads()).clamp(32, 2048);
     let mut out = vec![0f32; rows];
     with_slice(x, |x| {
         with_slice(weights, |w| {
-            out.par_chunks_mut(CHUNK)
+            out.par_chunks_mut(chunk)
                 .enumerate()
-                .for_each(|(c, o)| dot_rows_best(&w[c * CHUNK * state..][..o.len() * state], x, o))
+                .for_each(|(c, o)| dot_rows_best(&w[c * chunk * state..][..o.len() * state], x, o))
         })
     })??;
     Tensor::from_vec(out, rows, &Device::Cpu)

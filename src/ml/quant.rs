@@ -85,6 +85,12 @@ impl Linear {
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = match &self.weight {
+            // One row (a decoding step): the product reads each weight once, on every thread.
+            Weight::F32(l) if x.device().is_cpu() && x.elem_count() == l.weight().dim(1)? => {
+                let mut dims = x.dims().to_vec();
+                *dims.last_mut().expect("a row has a last dimension") = l.weight().dim(0)?;
+                super::cpu::logits(x, l.weight())?.reshape(dims)?
+            }
             Weight::F32(l) => l.forward(x)?,
             Weight::Int8(q) => q.forward(&x.contiguous()?)?,
         };
@@ -123,6 +129,22 @@ mod tests {
             // 8 bits per weight and per activation: about 0.5% to 1% error, never 0 (that would
             // mean the f32 path ran).
             assert!(err > 1e-4 && err < 0.02, "{rows}x{inputs}x{outputs}: relative error {err}");
+        }
+    }
+
+    #[test]
+    fn a_single_row_f32_product_is_candles_product() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.05, (130, 384), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1.0, 130, &dev).unwrap();
+        let ours = Linear::new(w.clone(), Some(b.clone()), Precision::F32).unwrap();
+        let candles = candle_nn::Linear::new(w, Some(b));
+        for shape in [vec![1, 384], vec![1, 1, 384], vec![2, 1, 384]] {
+            let x = Tensor::randn(0f32, 1.0, shape.as_slice(), &dev).unwrap();
+            let (got, want) = (ours.forward(&x).unwrap(), candles.forward(&x).unwrap());
+            assert_eq!(got.dims(), want.dims(), "{shape:?}");
+            let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-4, "{shape:?}: differs by {diff}");
         }
     }
 
