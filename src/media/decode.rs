@@ -89,6 +89,26 @@ pub struct DecodeSummary {
     pub decode_errors: u64,
 }
 
+/// The whole audio of `path` as 16 kHz mono samples (no video decoded).
+pub fn decode_audio(path: &Path) -> Result<Vec<f32>> {
+    struct Samples(Vec<f32>);
+    impl FrameSink for Samples {
+        fn wants_frame(&mut self, _index: u64, _time_us: i64) -> bool {
+            false
+        }
+        fn video_frame(&mut self, _frame: &VideoFrame<'_>) -> Result<Flow> {
+            Ok(Flow::Continue)
+        }
+        fn audio_samples(&mut self, samples: &[f32]) -> Result<Flow> {
+            self.0.extend_from_slice(samples);
+            Ok(Flow::Continue)
+        }
+    }
+    let mut sink = Samples(Vec::new());
+    decode(path, &DecodeOptions { video: false, ..Default::default() }, &mut sink)?;
+    Ok(sink.0)
+}
+
 /// Decode `path` once, feeding `sink`. Stops early when the sink returns [`Flow::Stop`].
 pub fn decode(path: &Path, opts: &DecodeOptions, sink: &mut dyn FrameSink) -> Result<DecodeSummary> {
     super::init();

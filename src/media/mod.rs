@@ -10,7 +10,9 @@ mod probe;
 pub(crate) use self::image::{decode_image_bytes, encode_gif, encode_jpeg, resize_within, rotate};
 pub use self::image::{flatten_alpha, load_image};
 pub use crate::types::{AudioInfo, MediaInfo, MediaType, VideoInfo};
-pub use decode::{decode, samples_to_us, DecodeOptions, Flow, FrameSink, VideoFrame, ANALYSIS_SAMPLE_RATE};
+pub use decode::{
+    decode, decode_audio, samples_to_us, DecodeOptions, Flow, FrameSink, VideoFrame, ANALYSIS_SAMPLE_RATE,
+};
 pub use probe::probe;
 
 use std::path::Path;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use candle_core::{Device, IndexOp};
 use serde_json::Value;
-use videovector::internals::media::{decode, DecodeOptions, Flow, FrameSink, VideoFrame};
+use videovector::internals::media::decode_audio;
 use videovector::internals::ml::whisper::{mel_filters, WhisperModel, WHISPER_FILES};
 use videovector::internals::ml::{source, Precision, DEFAULT_ASR_MODEL};
 
@@ -27,22 +27,8 @@ fn tiny_en_with(precision: Precision) -> WhisperModel {
     WhisperModel::load_with(&files, &Device::Cpu, precision).unwrap()
 }
 
-struct Pcm(Vec<f32>);
-
-impl FrameSink for Pcm {
-    fn video_frame(&mut self, _f: &VideoFrame<'_>) -> videovector::Result<Flow> {
-        Ok(Flow::Continue)
-    }
-    fn audio_samples(&mut self, s: &[f32]) -> videovector::Result<Flow> {
-        self.0.extend_from_slice(s);
-        Ok(Flow::Continue)
-    }
-}
-
 pub fn pcm(name: &str) -> Vec<f32> {
-    let mut sink = Pcm(Vec::new());
-    decode(&fixture(name), &DecodeOptions { video: false, ..Default::default() }, &mut sink).unwrap();
-    sink.0
+    decode_audio(&fixture(name)).unwrap()
 }
 
 /// Lower case, hyphens to spaces, no punctuation, "mr" as "mister": the reference's spelling.
