@@ -11,7 +11,7 @@ use crate::delivery::{
 use crate::error::{Error, Result};
 use crate::jobs::JobContext;
 use crate::pipeline::IngestOptions;
-use crate::types::{Job, JobKind, JobRequest, Scope};
+use crate::types::{JobKind, JobRequest, Scope};
 
 /// `client.connectors`: where media comes from and exports go.
 pub struct Connectors<'a> {
@@ -67,11 +67,12 @@ impl<'a> Imports<'a> {
     pub fn create(&self, req: &ImportRequest) -> Result<ImportJob> {
         let core = self.engine.core();
         let id = imports::create(&core.delivery, &core.stores, req)?;
-        self.start(&id)?;
-        self.retrieve(&id)
+        self.start(&id)
     }
 
-    fn start(&self, import_id: &str) -> Result<Job> {
+    /// Queue the import's job and wake the workers. The import is read before they wake: it is
+    /// what was accepted (pending), where read after, a short import could already be over.
+    fn start(&self, import_id: &str) -> Result<ImportJob> {
         let core = self.engine.core();
         let job = core.stores.jobs.create_job(&JobRequest {
             kind: JobKind::Import,
@@ -81,8 +82,9 @@ impl<'a> Imports<'a> {
                 .map_err(|e| Error::Internal(format!("import request: {e}")))?,
         })?;
         imports::attach_job(&core.delivery, import_id, &job.job_id)?;
+        let accepted = self.retrieve(import_id)?;
         self.engine.pool().notify();
-        Ok(job)
+        Ok(accepted)
     }
 
     pub fn retrieve(&self, import_id: &str) -> Result<ImportJob> {
@@ -122,8 +124,7 @@ impl<'a> Imports<'a> {
         if n == 0 {
             return Err(Error::Conflict(format!("import job {import_id} has no failed files to retry")));
         }
-        self.start(import_id)?;
-        self.retrieve(import_id)
+        self.start(import_id)
     }
 }
 
@@ -149,8 +150,10 @@ impl<'a> Exports<'a> {
                 .map_err(|e| Error::Internal(format!("export request: {e}")))?,
         })?;
         exports::attach_job(&core.delivery, &id, &job.job_id)?;
+        // Read before the workers wake, as for imports.
+        let accepted = self.retrieve(&id)?;
         self.engine.pool().notify();
-        self.retrieve(&id)
+        Ok(accepted)
     }
 
     pub fn retrieve(&self, export_id: &str) -> Result<Export> {

@@ -163,6 +163,8 @@ fn local_folder_import_new_only_export_and_signed_webhooks() {
 
     let request = ImportRequest::new(&connector.connector_id, "archive").prefix("incoming").pattern("*.{mp4,jpg}");
     let job = engine.imports().create(&request).unwrap();
+    // The reply is the import as accepted, never a state the workers reached after it.
+    assert_eq!(job.status, "pending", "{job:?}");
     let job = wait_import(&engine, &job.job_id);
     assert_eq!(job.status, "completed", "{job:?}");
     assert_eq!((job.progress.total_files, job.progress.imported, job.progress.failed), (3, 2, 1), "{job:?}");
@@ -192,6 +194,7 @@ fn local_folder_import_new_only_export_and_signed_webhooks() {
 
     // An index export to a download: every media item, with its segments.
     let export = engine.exports().create(&ExportRequest::index("archive")).unwrap();
+    assert_eq!(export.status, "pending", "{export:?}");
     let export = wait_export(&engine, &export.export_id);
     assert_eq!(export.status, "completed", "{export:?}");
     let path = export.file_path.clone().unwrap();
