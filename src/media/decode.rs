@@ -93,9 +93,6 @@ pub struct DecodeSummary {
 pub fn decode_audio(path: &Path) -> Result<Vec<f32>> {
     struct Samples(Vec<f32>);
     impl FrameSink for Samples {
-        fn wants_frame(&mut self, _index: u64, _time_us: i64) -> bool {
-            false
-        }
         fn video_frame(&mut self, _frame: &VideoFrame<'_>) -> Result<Flow> {
             Ok(Flow::Continue)
         }
