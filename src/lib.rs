@@ -121,6 +121,11 @@ pub mod internals {
         analyse(path, shots, model, &crate::jobs::JobContext::detached())
     }
 
+    /// [`analyse_file`] of the audio alone (no video decoded), as transcribing a file does.
+    pub fn analyse_audio_file(path: &std::path::Path) -> Result<Analysis> {
+        crate::pipeline::analyse::analyse_audio(path, &crate::jobs::JobContext::detached())
+    }
+
     /// The sentence encoder's model reference (loading it).
     pub fn text_model_ref(engine: &Engine) -> Result<Option<crate::ModelRef>> {
         Ok(engine.core().models.text()?.map(|m| m.model_ref().clone()))

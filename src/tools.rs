@@ -44,7 +44,8 @@ pub struct FileTranscript {
 }
 
 /// Transcribe a file without ingesting it, with the engine's speech model: its audio is cut at
-/// pauses (the default content-aware audio segmentation) and each window is transcribed.
+/// pauses (the default content-aware audio segmentation) and each window is transcribed. No
+/// video is decoded.
 pub fn transcribe_file(engine: &Engine, path: &Path) -> Result<FileTranscript> {
     let models = &engine.core().models;
     let mut whisper = models.speech()?.ok_or_else(|| models.missing(Role::Speech))?;

@@ -79,7 +79,26 @@ impl FrameSink for AnalysisSink<'_> {
 /// `model` is given), loudness for audio. Stops with `Cancelled` between frames once `ctx` is
 /// stopped.
 pub(crate) fn analyse(path: &Path, shots: &ShotConfig, model: Option<&TransNet>, ctx: &JobContext) -> Result<Analysis> {
-    let info = media::probe(path)?;
+    analyse_streams(path, shots, model, true, ctx)
+}
+
+/// [`analyse`] of the audio alone: its loudness, with no video decoded and no shots (for
+/// transcribing a file, where video frames would only cost time). `duration_us` is the audio's.
+pub(crate) fn analyse_audio(path: &Path, ctx: &JobContext) -> Result<Analysis> {
+    analyse_streams(path, &ShotConfig::default(), None, false, ctx)
+}
+
+fn analyse_streams(
+    path: &Path,
+    shots: &ShotConfig,
+    model: Option<&TransNet>,
+    video: bool,
+    ctx: &JobContext,
+) -> Result<Analysis> {
+    let mut info = media::probe(path)?;
+    if !video && info.audio.is_some() {
+        info.video = None;
+    }
     if info.media_type == MediaType::Image {
         return Ok(Analysis {
             info,

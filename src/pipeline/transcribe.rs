@@ -233,12 +233,12 @@ pub(crate) fn spoken_per_segment(segments: &[Segment], phrases: &[Phrase]) -> Ve
         .collect()
 }
 
-/// Transcribe a file without ingesting it: analyse its audio, cut it at pauses (the default
-/// content-aware audio segmentation), transcribe each window. Returns the phrases (seconds from
+/// Transcribe a file without ingesting it: analyse its audio (no video is decoded), cut it at
+/// pauses (the default content-aware audio segmentation), transcribe each window. Returns the phrases (seconds from
 /// the start) and the audio duration in seconds.
 pub(crate) fn transcribe_file(path: &Path, whisper: &mut WhisperModel) -> Result<(Vec<Phrase>, f64)> {
     let ctx = JobContext::detached();
-    let analysis = super::analyse::analyse(path, &Default::default(), None, &ctx)?;
+    let analysis = super::analyse::analyse_audio(path, &ctx)?;
     let config = crate::segment::SegmentationConfig::default();
     let spans = crate::segment::audio_spans(&config, &analysis.audio_db, analysis.duration_us);
     let bounds = windows(&spans.iter().map(|s| (None, s.start_us, s.end_us)).collect::<Vec<_>>());

@@ -104,3 +104,32 @@ fn audio_files_are_transcribed_and_transcription_can_be_turned_off() {
     assert_eq!(err.kind(), videovector::ErrorKind::Unavailable, "{err}");
     assert_eq!(crate::common::media_count(&no_asr), 0);
 }
+
+#[test]
+fn a_file_is_transcribed_from_its_audio_alone_without_ingesting() {
+    let path = fixture("slideshow.mp4");
+    // The analysis behind it decodes no video: no frames, no cuts, and the audio's own length.
+    let audio = videovector::internals::analyse_audio_file(&path).unwrap();
+    assert!(audio.frames.is_empty() && audio.cuts.is_empty(), "{} frames", audio.frames.len());
+    assert_eq!(audio.audio_db.len(), 4000, "one loudness per 10 ms of 40 s");
+    assert!((audio.duration_us - 40_000_000).abs() <= 30_000, "{} us", audio.duration_us);
+    let full = videovector::internals::analyse_file(&path, &Default::default(), None).unwrap();
+    assert!(!full.frames.is_empty());
+    assert_eq!(audio.audio_db, full.audio_db, "the same loudness either way");
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&dir.path().join("data"));
+    let heard = videovector::tools::transcribe_file(&engine, &path).unwrap();
+    assert!((heard.audio_seconds - 40.0).abs() <= 0.03, "{}", heard.audio_seconds);
+    let said: Vec<&str> = heard.phrases.iter().map(|p| p.text.as_str()).collect();
+    let reference: Vec<String> = truth_of("slideshow.mp4")["speech"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["text"].as_str().unwrap().to_string())
+        .collect();
+    let reference = normalise(&reference.join(" "));
+    let errors = word_errors(&normalise(&said.join(" ")), &reference);
+    assert!(errors * 10 <= reference.len(), "{errors} errors in {} words: {said:?}", reference.len());
+    assert!(heard.phrases.iter().all(|p| 0.0 <= p.start && p.start <= p.end && p.end <= 40.0), "{:?}", heard.phrases);
+}
