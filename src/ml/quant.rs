@@ -91,6 +91,10 @@ impl Module for Linear {
                 *dims.last_mut().expect("a row has a last dimension") = l.weight().dim(0)?;
                 super::cpu::logits(x, l.weight())?.reshape(dims)?
             }
+            // A few rows (one image's tokens, a prompt): dot products in place, bias included.
+            Weight::F32(l) if x.device().is_cpu() && x.elem_count() <= super::cpu::FEW_ROWS * l.weight().dim(1)? => {
+                return super::cpu::linear(x, l.weight(), self.bias.as_ref());
+            }
             Weight::F32(l) => l.forward(x)?,
             Weight::Int8(q) => q.forward(&x.contiguous()?)?,
         };
