@@ -51,8 +51,8 @@ struct Cli {
     #[arg(long, global = true, env = "VIDEOVECTOR_ANN_STORAGE", value_parser = parse_ann_storage)]
     ann_storage: Option<videovector::AnnScalar>,
     /// Weights of CLIP's image tower and Whisper's decoder: f32 (default) or int8 (8-bit linear
-    /// layers: about 2x the keyframes per second on a CPU, features at cosine 0.9995 or more to
-    /// the f32 ones; Whisper's decoding steps 35% faster, WER unchanged).
+    /// layers: 1.15x to 1.45x the keyframes per second of f32 on a CPU, features at cosine
+    /// 0.9995 or more to the f32 ones; Whisper's decoder on 8-bit weights, WER unchanged).
     #[arg(long, global = true, env = "VIDEOVECTOR_PRECISION")]
     precision: Option<videovector::Precision>,
     #[command(subcommand)]
