@@ -278,6 +278,11 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     if x.dims().last() != Some(&inputs) || rows > FEW_ROWS || bias.is_some_and(|b| b.dims() != [outputs]) {
         bail!("linear: x {:?}, weight {:?}, bias {:?}", x.dims(), w.dims(), bias.map(|b| b.dims()));
     }
+    let mut dims = x.dims().to_vec();
+    *dims.last_mut().expect("x has a last dimension") = outputs;
+    if rows == 0 || outputs == 0 {
+        return Tensor::zeros(dims, candle_core::DType::F32, &Device::Cpu);
+    }
     // Column blocks of whole tiles (of 4 columns with AVX-512, 3 with AVX2), four a thread at least.
     let block = outputs.div_ceil(4 * rayon::current_num_threads()).next_multiple_of(12);
     let blocks: Vec<Vec<f32>> = with_slice(x, |x| {
@@ -306,8 +311,6 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
             o.iter_mut().zip(&bias).for_each(|(o, b)| *o += b);
         }
     }
-    let mut dims = x.dims().to_vec();
-    *dims.last_mut().expect("x has a last dimension") = outputs;
     Tensor::from_vec(out, dims, &Device::Cpu)
 }
 
@@ -766,6 +769,8 @@ mod tests {
             }
         }
         let w = Tensor::zeros((8, 16), candle_core::DType::F32, &dev).unwrap();
+        let empty = Tensor::zeros((0, 16), candle_core::DType::F32, &dev).unwrap();
+        assert_eq!(linear(&empty, &w, None).unwrap().dims(), [0, 8], "an empty batch gives an empty product");
         let too_many = Tensor::zeros((FEW_ROWS + 1, 16), candle_core::DType::F32, &dev).unwrap();
         assert!(linear(&too_many, &w, None).is_err(), "more rows than the kernel takes");
         let narrow = Tensor::zeros((2, 15), candle_core::DType::F32, &dev).unwrap();
