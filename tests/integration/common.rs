@@ -33,6 +33,12 @@ pub fn truth_of(name: &str) -> &'static Value {
     v
 }
 
+/// The text of each utterance of a file, in order, from ground truth.
+pub fn spoken_texts(name: &str) -> Vec<String> {
+    let utterances = truth_of(name)["speech"].as_array().expect("ground truth lists the speech");
+    utterances.iter().map(|u| u["text"].as_str().expect("an utterance has its text").to_string()).collect()
+}
+
 pub fn f64s(v: &Value) -> Vec<f64> {
     v.as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default()
 }

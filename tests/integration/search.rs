@@ -10,7 +10,7 @@ use videovector::{Engine, EngineOptions, ErrorKind, IngestOptions, ModelChoice, 
 use videovector::{ImageInput, ImageSearch, Modality, MultimodalSearch, ScoreKind, TextSearch};
 
 use crate::clip_golden::write_tiny_clip;
-use crate::common::{fixture, truth_of};
+use crate::common::{fixture, spoken_texts};
 
 fn engine_with(data: &Path, clip_dir: Option<&Path>, text: bool) -> Engine {
     let options = EngineOptions::new()
@@ -89,12 +89,7 @@ fn text_search_finds_what_was_said_and_fuses_spaces_by_rank() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine_with(&dir.path().join("data"), None, true);
     let r = engine.videos().ingest(fixture("slideshow.mp4"), &content_aware()).unwrap();
-    let said: Vec<String> = truth_of("slideshow.mp4")["speech"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["text"].as_str().unwrap().to_string())
-        .collect();
+    let said = spoken_texts("slideshow.mp4");
     for (s, text) in r.segments.iter().zip(&said) {
         engine.embeddings().add_segment_text(&s.segment_id, Space::Transcript, text).unwrap();
     }

@@ -5,7 +5,7 @@
 use videovector::TextSearch;
 use videovector::{Engine, EngineOptions, IngestOptions, ModelChoice, VideoSegmentation};
 
-use crate::common::{fixture, truth_of};
+use crate::common::{fixture, spoken_texts, truth_of};
 use crate::whisper::{normalise, word_errors};
 
 fn engine(dir: &std::path::Path) -> Engine {
@@ -122,13 +122,7 @@ fn a_file_is_transcribed_from_its_audio_alone_without_ingesting() {
     let heard = videovector::tools::transcribe_file(&engine, &path).unwrap();
     assert!((heard.audio_seconds - 40.0).abs() <= 0.03, "{}", heard.audio_seconds);
     let said: Vec<&str> = heard.phrases.iter().map(|p| p.text.as_str()).collect();
-    let reference: Vec<String> = truth_of("slideshow.mp4")["speech"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["text"].as_str().unwrap().to_string())
-        .collect();
-    let reference = normalise(&reference.join(" "));
+    let reference = normalise(&spoken_texts("slideshow.mp4").join(" "));
     let errors = word_errors(&normalise(&said.join(" ")), &reference);
     assert!(errors * 10 <= reference.len(), "{errors} errors in {} words: {said:?}", reference.len());
     assert!(heard.phrases.iter().all(|p| 0.0 <= p.start && p.start <= p.end && p.end <= 40.0), "{:?}", heard.phrases);
